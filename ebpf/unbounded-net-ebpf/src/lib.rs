@@ -1,0 +1,2 @@
+//! The TC program lands with the eBPF dataplane issue.
+#![no_std]

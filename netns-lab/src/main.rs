@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("netns-lab: the lab is not built yet (see the netns-lab issue)")
+}

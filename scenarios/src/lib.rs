@@ -1,0 +1,1 @@
+//! The scenario format: topology, Kubernetes objects, timeline and expectations.

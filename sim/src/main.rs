@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("sim: the simulator is not built yet (see the simulator issue)")
+}

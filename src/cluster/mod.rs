@@ -1,0 +1,1 @@
+//! The cluster seam: how shells read, watch and write cluster objects.
