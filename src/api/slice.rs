@@ -33,6 +33,9 @@ pub struct SliceNode {
     pub wire_guard_public_key: String,
     #[serde(rename = "internalIPs", default)]
     pub internal_ips: Vec<String>,
+    /// Only published for nodes that have one (needed by meshed peerings over public links).
+    #[serde(rename = "externalIPs", default, skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<String>,
     #[serde(rename = "podCIDRs", default)]
     pub pod_cidrs: Vec<String>,
 }

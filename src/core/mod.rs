@@ -1,1 +1,7 @@
 //! The pure planner: every decision as a function from an observed snapshot to desired state.
+//! No I/O, no clocks, no randomness: the controller, the agent, the simulator and the lab all
+//! call exactly this code.
+
+pub mod snapshot;
+
+pub use snapshot::{NodeFacts, NodeProblem, Snapshot};
