@@ -26,7 +26,8 @@ pub const WG_PUBKEY_ANNOTATION: &str = "net.unbounded-cloud.io/wg-pubkey";
 pub const GATEWAY_LABEL: &str = "unbounded-cloud.io/unbounded-net-gateway";
 
 /// Every CRD this crate defines, in a stable order (crdgen output order).
-pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn all_crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
     vec![

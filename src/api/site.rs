@@ -28,7 +28,11 @@ pub struct SiteSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manage_cni_plugin: Option<bool>,
     /// Destinations that pod traffic reaches without SNAT.
-    #[serde(rename = "nonMasqueradeCIDRs", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "nonMasqueradeCIDRs",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub non_masquerade_cidrs: Vec<String>,
     /// Prefixes reachable locally at this Site without the overlay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Most nodes one slice carries (keeps each object far below etcd's size limit).
 pub const MAX_NODES_PER_SLICE: usize = 500;
 
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema,
+)]
 #[kube(
     group = "net.unbounded-cloud.io",
     version = "v1alpha1",

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Node;
 
 use crate::api::{
-    GatewayPoolPeeringSpec, GatewayPoolSpec, SITE_LABEL, SiteGatewayPoolAssignmentSpec, SitePeeringSpec,
-    SiteSpec, WG_PUBKEY_ANNOTATION,
+    GatewayPoolPeeringSpec, GatewayPoolSpec, SITE_LABEL, SiteGatewayPoolAssignmentSpec,
+    SitePeeringSpec, SiteSpec, WG_PUBKEY_ANNOTATION,
 };
 
 /// What the planner knows about one node.
@@ -46,10 +46,19 @@ impl NodeFacts {
     /// Reads a Kubernetes Node, keeping whatever is well-formed.
     pub fn from_node(node: &Node) -> Self {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let mut facts = NodeFacts { name: name.clone(), ..Default::default() };
+        let mut facts = NodeFacts {
+            name: name.clone(),
+            ..Default::default()
+        };
         facts.labels = node.metadata.labels.clone().unwrap_or_default();
         facts.site_label = facts.labels.get(SITE_LABEL).cloned();
-        for addr in node.status.as_ref().and_then(|s| s.addresses.as_ref()).into_iter().flatten() {
+        for addr in node
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+        {
             let list = match addr.type_.as_str() {
                 "InternalIP" => &mut facts.internal_ips,
                 "ExternalIP" => &mut facts.external_ips,
@@ -57,25 +66,40 @@ impl NodeFacts {
             };
             match addr.address.parse::<IpAddr>() {
                 Ok(ip) => list.push(ip),
-                Err(_) => facts
-                    .problems
-                    .push(NodeProblem::MalformedAddress { node: name.clone(), value: addr.address.clone() }),
+                Err(_) => facts.problems.push(NodeProblem::MalformedAddress {
+                    node: name.clone(),
+                    value: addr.address.clone(),
+                }),
             }
         }
         let spec = node.spec.as_ref();
         let cidrs = spec.and_then(|s| s.pod_cidrs.clone()).unwrap_or_default();
-        let cidrs = if cidrs.is_empty() { spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect() } else { cidrs };
+        let cidrs = if cidrs.is_empty() {
+            spec.and_then(|s| s.pod_cidr.clone()).into_iter().collect()
+        } else {
+            cidrs
+        };
         for c in cidrs {
             match c.parse::<IpNet>() {
                 Ok(net) => facts.pod_cidrs.push(net),
-                Err(_) => facts.problems.push(NodeProblem::MalformedPodCidr { node: name.clone(), value: c }),
+                Err(_) => facts.problems.push(NodeProblem::MalformedPodCidr {
+                    node: name.clone(),
+                    value: c,
+                }),
             }
         }
-        if let Some(key) = node.metadata.annotations.as_ref().and_then(|a| a.get(WG_PUBKEY_ANNOTATION)) {
+        if let Some(key) = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(WG_PUBKEY_ANNOTATION))
+        {
             if is_wireguard_key(key) {
                 facts.wg_public_key = Some(key.clone());
             } else {
-                facts.problems.push(NodeProblem::MalformedPublicKey { node: name });
+                facts
+                    .problems
+                    .push(NodeProblem::MalformedPublicKey { node: name });
             }
         }
         facts
