@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Prints how long each phase took.
+#   scripts/test.sh
+# Needs root (network-namespace tests) and what scripts/setup.sh installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$HOME/.cargo/bin:$PATH"
+export CARGO_TERM_COLOR=never
+suite_start=$(date +%s)
+declare -a timings=()
+
+run_phase() {
+  local name=$1
+  shift
+  local start end
+  start=$(date +%s)
+  echo "=== phase: $name"
+  "$@"
+  end=$(date +%s)
+  timings+=("$(printf '%-28s %5d s' "$name" $((end - start)))")
+  echo "=== phase: $name done in $((end - start)) s"
+}
+
+run_phase "fmt" cargo fmt --all -- --check
+run_phase "build (tests)" cargo test --workspace --all-targets --no-run -q
+run_phase "clippy" cargo clippy --workspace --all-targets -q -- -D warnings
+# Namespace tests share one kernel: run test binaries one thread at a time where they touch it.
+run_phase "tests" cargo test --workspace -q -- --test-threads=2
+
+if [[ -x scripts/test-scenarios.sh ]]; then
+  run_phase "scenarios" scripts/test-scenarios.sh
+fi
+
+echo
+echo "phase timings:"
+printf '  %s\n' "${timings[@]}"
+echo "  total $(( $(date +%s) - suite_start )) s"
