@@ -4,6 +4,14 @@
 
 pub mod dataplane;
 pub mod diff;
+pub mod gateways;
+pub mod health;
+pub mod links;
+pub mod mtu;
+pub mod node_plan;
+pub mod plan_index;
+pub mod plan_problem;
+pub mod site;
 pub mod snapshot;
 
 pub use dataplane::{
@@ -11,4 +19,12 @@ pub use dataplane::{
     WireGuardConfig, WireGuardPeer,
 };
 pub use diff::{DataplaneOp, describe, diff};
+pub use gateways::{Dest, GatewayPools, PoolView, Reach};
+pub use health::{HealthSettings, parse_duration, resolve_health};
+pub use links::{Link, Scope, plan_link, scopes_between};
+pub use mtu::{DEFAULT_UNDERLAY_MTU, link_mtu, overhead};
+pub use node_plan::{NodePlan, health_address, plan_node};
+pub use plan_index::{PlanIndex, PlanSettings};
+pub use plan_problem::{PlanError, PlanProblem};
+pub use site::{InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites};
 pub use snapshot::{NodeFacts, NodeProblem, Snapshot};
