@@ -1,0 +1,5 @@
+//! Deterministic simulator of unbounded-net: the API server, two controller replicas and one
+//! agent per node as turmoil hosts, checked continuously against the scenario's expectations
+//! and the system's invariants in virtual time.
+
+pub mod api;
