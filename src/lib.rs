@@ -8,3 +8,4 @@
 pub mod api;
 pub mod cluster;
 pub mod core;
+pub mod node;
