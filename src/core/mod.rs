@@ -12,6 +12,7 @@ pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;
 pub mod site;
+pub mod site;
 pub mod snapshot;
 
 pub use dataplane::{
@@ -27,4 +28,7 @@ pub use node_plan::{NodePlan, health_address, plan_node};
 pub use plan_index::{PlanIndex, PlanSettings};
 pub use plan_problem::{PlanError, PlanProblem};
 pub use site::{InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites};
+pub use site::{
+    InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites,
+};
 pub use snapshot::{NodeFacts, NodeProblem, Snapshot};
