@@ -12,7 +12,6 @@ pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;
 pub mod site;
-pub mod site;
 pub mod snapshot;
 
 pub use dataplane::{
@@ -20,7 +19,7 @@ pub use dataplane::{
     WireGuardConfig, WireGuardPeer,
 };
 pub use diff::{DataplaneOp, describe, diff};
-pub use gateways::{Dest, GatewayPools, PoolView, Reach};
+pub use gateways::{Dest, GatewayPools, PoolView, Reach, pool_status};
 pub use health::{HealthSettings, parse_duration, resolve_health};
 pub use links::{Link, Scope, plan_link, scopes_between};
 pub use mtu::{DEFAULT_UNDERLAY_MTU, link_mtu, overhead};
@@ -28,7 +27,4 @@ pub use node_plan::{NodePlan, health_address, plan_node};
 pub use plan_index::{PlanIndex, PlanSettings};
 pub use plan_problem::{PlanError, PlanProblem};
 pub use site::{InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites};
-pub use site::{
-    InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites,
-};
 pub use snapshot::{NodeFacts, NodeProblem, Snapshot};
