@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{Conditions, HealthCheckSettings, TunnelProtocol};
 
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
     group = "net.unbounded-cloud.io",
     version = "v1alpha1",
@@ -26,13 +26,22 @@ pub struct GatewayPoolSpec {
     #[serde(rename = "type")]
     pub pool_type: GatewayPoolType,
     /// Nodes carrying all these labels are members.
+    #[schemars(extend("maxProperties" = 32))]
+    #[x_kube(validation = super::rules::non_empty_selector("nodeSelector"))]
     pub node_selector: BTreeMap<String, String>,
     /// Extra prefixes this pool routes to (beyond the pod CIDRs of its sites).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 64)))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(
+        validation = super::rules::cidr_list("routedCidrs"),
+        validation = super::rules::canonical_cidr_list("routedCidrs")
+    )]
     pub routed_cidrs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_protocol: Option<TunnelProtocol>,
     #[serde(rename = "tunnelMTU", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 9000))]
     pub tunnel_mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_settings: Option<HealthCheckSettings>,
@@ -60,6 +69,7 @@ pub struct GatewayPoolStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reachable_sites: Vec<ReachableSite>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
 }
 

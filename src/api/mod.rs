@@ -7,6 +7,7 @@
 mod common;
 mod gateway_pool;
 mod peering;
+pub mod rules;
 mod site;
 mod slice;
 

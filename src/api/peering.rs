@@ -20,11 +20,30 @@ use super::{Conditions, HealthCheckSettings, TunnelProtocol};
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SiteGatewayPoolAssignmentSpec {
+    /// Sites whose cross-site traffic goes through the pools (at least one, no duplicates).
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        )
+    )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub sites: Vec<String>,
+    /// Gateway pools serving those sites (at least one, no duplicates).
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        )
+    )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub gateway_pools: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_protocol: Option<TunnelProtocol>,
     #[serde(rename = "tunnelMTU", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 9000))]
     pub tunnel_mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_settings: Option<HealthCheckSettings>,
@@ -45,6 +64,15 @@ pub struct SiteGatewayPoolAssignmentSpec {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SitePeeringSpec {
+    /// The peered sites (at least two, no duplicates).
+    #[schemars(
+        length(min = 2, max = 64),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        )
+    )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub sites: Vec<String>,
     /// true (default): direct node-to-node tunnels; false: no overlay, route over existing L3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,6 +80,7 @@ pub struct SitePeeringSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_protocol: Option<TunnelProtocol>,
     #[serde(rename = "tunnelMTU", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 9000))]
     pub tunnel_mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_settings: Option<HealthCheckSettings>,
@@ -71,10 +100,20 @@ pub struct SitePeeringSpec {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayPoolPeeringSpec {
+    /// The peered pools (at least two, no duplicates).
+    #[schemars(
+        length(min = 2, max = 64),
+        inner(
+            length(min = 1, max = 253),
+            pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        )
+    )]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub gateway_pools: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel_protocol: Option<TunnelProtocol>,
     #[serde(rename = "tunnelMTU", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 9000))]
     pub tunnel_mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check_settings: Option<HealthCheckSettings>,
@@ -85,5 +124,6 @@ pub struct GatewayPoolPeeringSpec {
 #[serde(rename_all = "camelCase")]
 pub struct BindingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Conditions,
 }

@@ -1,6 +1,6 @@
 //! SiteNodeSlice: the controller's published view of up to 500 nodes of one Site.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -21,23 +21,36 @@ pub const MAX_NODES_PER_SLICE: usize = 500;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SiteNodeSliceSpec {
+    #[schemars(length(min = 1, max = 253))]
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
     pub site_name: String,
     pub slice_index: u32,
+    /// At most [`MAX_NODES_PER_SLICE`] nodes.
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub nodes: Vec<SliceNode>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SliceNode {
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Base64 of a 32-byte Curve25519 public key (44 characters).
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 44), pattern(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"))]
     pub wire_guard_public_key: String,
     #[serde(rename = "internalIPs", default)]
+    #[schemars(length(max = 4), inner(length(max = 45)))]
+    #[x_kube(validation = super::rules::ip_list("internalIPs"))]
     pub internal_ips: Vec<String>,
     /// Only published for nodes that have one (needed by meshed peerings over public links).
     #[serde(rename = "externalIPs", default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), inner(length(max = 45)))]
+    #[x_kube(validation = super::rules::ip_list("externalIPs"))]
     pub external_ips: Vec<String>,
     #[serde(rename = "podCIDRs", default)]
+    #[schemars(length(max = 4), inner(length(max = 64)))]
+    #[x_kube(validation = super::rules::cidr_list("podCIDRs"))]
     pub pod_cidrs: Vec<String>,
 }
