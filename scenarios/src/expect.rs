@@ -1,6 +1,10 @@
 //! Named traffic flows and the expectations a run is judged by.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 use unbounded_net::api::TunnelProtocol;
 
 use crate::values::{Members, TimeSpan};
@@ -163,9 +167,8 @@ pub struct PathMtu {
     pub within: TimeSpan,
 }
 
-/// What a run must observe.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What a run must observe. Written as a one-key mapping: `- connectivity: {...}`.
+#[derive(Clone, Debug, PartialEq)]
 pub enum Expectation {
     Connectivity(Connectivity),
     Path(PathExpectation),
@@ -227,5 +230,77 @@ impl Expectation {
             Some(name) => name.to_owned(),
             None => format!("{}#{}", self.key(), index + 1),
         }
+    }
+}
+
+/// Every expectation key, in documentation order.
+pub const EXPECTATION_KEYS: [&str; 6] = [
+    "connectivity",
+    "path",
+    "failover",
+    "uninterrupted",
+    "noPlaintext",
+    "pathMtu",
+];
+
+impl Serialize for Expectation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        match self {
+            Expectation::Connectivity(e) => map.serialize_entry(self.key(), e)?,
+            Expectation::Path(e) => map.serialize_entry(self.key(), e)?,
+            Expectation::Failover(e) => map.serialize_entry(self.key(), e)?,
+            Expectation::Uninterrupted(e) => map.serialize_entry(self.key(), e)?,
+            Expectation::NoPlaintext(e) => map.serialize_entry(self.key(), e)?,
+            Expectation::PathMtu(e) => map.serialize_entry(self.key(), e)?,
+        }
+        map.end()
+    }
+}
+
+// serde_yaml 0.9 reads externally tagged enums only from YAML tags (`!path`); a one-key
+// mapping reads better and is what users write, so the map is decoded by hand.
+impl<'de> Deserialize<'de> for Expectation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Expectation, D::Error> {
+        d.deserialize_map(ExpectationVisitor)
+    }
+}
+
+struct ExpectationVisitor;
+
+impl<'de> Visitor<'de> for ExpectationVisitor {
+    type Value = Expectation;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an expectation such as `connectivity: {from: all, to: all, within: 30s}`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Expectation, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(de::Error::custom(format!(
+                "empty expectation: write one of {}",
+                EXPECTATION_KEYS.join(", ")
+            )));
+        };
+        let expectation = match key.as_str() {
+            "connectivity" => Expectation::Connectivity(map.next_value()?),
+            "path" => Expectation::Path(map.next_value()?),
+            "failover" => Expectation::Failover(map.next_value()?),
+            "uninterrupted" => Expectation::Uninterrupted(map.next_value()?),
+            "noPlaintext" => Expectation::NoPlaintext(map.next_value()?),
+            "pathMtu" => Expectation::PathMtu(map.next_value()?),
+            other => {
+                return Err(de::Error::custom(format!(
+                    "unknown expectation `{other}`: use one of {}",
+                    EXPECTATION_KEYS.join(", ")
+                )));
+            }
+        };
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(de::Error::custom(format!(
+                "one expectation per list entry: `{extra}` follows `{key}`; start a new `- {extra}:` entry"
+            )));
+        }
+        Ok(expectation)
     }
 }

@@ -22,8 +22,8 @@ mod values;
 
 pub use error::{Diagnostic, Location, ScenarioError};
 pub use expect::{
-    Connectivity, Encap, Expectation, Failover, Flow, FlowProtocol, Hop, NoPlaintext,
-    PathExpectation, PathMtu, Uninterrupted,
+    Connectivity, EXPECTATION_KEYS, Encap, Expectation, Failover, Flow, FlowProtocol, Hop,
+    NoPlaintext, PathExpectation, PathMtu, Uninterrupted,
 };
 pub use objects::{API_VERSION, KubeObject, Manifest};
 pub use scenario::{Kernel, Scenario};
