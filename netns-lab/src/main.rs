@@ -1,3 +1,192 @@
+//! `netns-lab`: multi-site unbounded-net topologies from real network namespaces.
+//!
+//!   netns-lab doctor
+//!   netns-lab up scenarios/expressroute.yaml      # build and leave running
+//!   netns-lab shell NODE                          # a shell inside a node (or pod, router)
+//!   netns-lab down
+//!   netns-lab scenario scenarios/expressroute.yaml [--json out.json]
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use netns_lab::{doctor, lab, registry, signals};
+
+#[derive(Parser)]
+#[command(
+    name = "netns-lab",
+    about = "Multi-site unbounded-net labs from network namespaces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ControlPlane {
+    /// The core planner and the in-memory cluster store inside the lab process.
+    Embedded,
+    /// A real kube-apiserver + etcd, the controller and one agent process per node.
+    Kube,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum KernelMode {
+    /// This machine's kernel.
+    Host,
+    /// Debian's cloud kernel in a qemu (TCG) VM.
+    Vm,
+}
+
+#[derive(clap::Args)]
+struct RunOpts {
+    /// The scenario file.
+    scenario: PathBuf,
+    /// Lab name (namespace prefix `nl-NAME-`); default: the scenario's file stem.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, value_enum, default_value = "embedded")]
+    control_plane: ControlPlane,
+    /// Default: the kernel the scenario declares.
+    #[arg(long, value_enum)]
+    kernel: Option<KernelMode>,
+    /// Run although this kernel cannot delay packets (no netem); the results say so.
+    #[arg(long)]
+    without_delay: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// What this kernel and machine can do, and how to install what is missing.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a scenario's lab and leave it running (explore with `shell`, remove with `down`).
+    Up(RunOpts),
+    /// Remove a lab: every namespace, link, process and file it created.
+    Down {
+        /// Lab name; default: every lab recorded on this machine.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// A shell (or COMMAND) inside a node, pod (`pod-NODE`), site router (`r-SITE`) or `inet`.
+    Shell {
+        target: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(trailing_var_arg = true)]
+        command: Vec<String>,
+    },
+    /// Build a scenario's lab, run its timeline and checks, print the results, tear down.
+    Scenario {
+        #[command(flatten)]
+        opts: RunOpts,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Leave the lab running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn check_modes(opts: &RunOpts) -> anyhow::Result<()> {
+    if opts.control_plane == ControlPlane::Kube {
+        bail!(
+            "--control-plane kube is not implemented yet in netns-lab; use the default --control-plane embedded"
+        );
+    }
+    if opts.kernel == Some(KernelMode::Vm) {
+        bail!(
+            "--kernel vm is not implemented yet in netns-lab; host mode is the only kernel mode so far"
+        );
+    }
+    Ok(())
+}
+
+fn lab_name(opts: &RunOpts) -> String {
+    let raw = opts.name.clone().unwrap_or_else(|| {
+        opts.scenario
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "lab".into())
+    });
+    registry::sanitize_lab_name(&raw)
+}
+
+fn lab_options(opts: &RunOpts) -> lab::LabOptions {
+    lab::LabOptions {
+        without_delay: opts.without_delay,
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("netns-lab: the lab is not built yet (see the netns-lab issue)")
+    signals::block();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Doctor { json } => {
+            let caps = doctor::probe_all();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&caps)?);
+            } else {
+                doctor::print(&caps);
+            }
+            Ok(())
+        }
+        Cmd::Up(opts) => {
+            check_modes(&opts)?;
+            let name = lab_name(&opts);
+            let lab = lab::Lab::up(&opts.scenario, &name, &lab_options(&opts))
+                .context("bringing the lab up")?;
+            lab.print_summary();
+            eprintln!(
+                "lab {name} is up: `netns-lab shell NODE --name {name}` to explore, `netns-lab down --name {name}` to remove it"
+            );
+            lab.detach();
+            Ok(())
+        }
+        Cmd::Down { name } => {
+            let labs = match name {
+                Some(n) => vec![registry::sanitize_lab_name(&n)],
+                None => registry::recorded_labs(),
+            };
+            let mut failed = false;
+            for l in labs {
+                let errors = registry::Registry::load(&l)?.teardown();
+                for e in &errors {
+                    eprintln!("down {l}: {e}");
+                }
+                failed |= !errors.is_empty();
+                eprintln!("lab {l} removed");
+            }
+            if failed {
+                bail!("some lab resources could not be removed (see above)");
+            }
+            Ok(())
+        }
+        Cmd::Shell {
+            target,
+            name,
+            command,
+        } => lab::shell(name.as_deref(), &target, &command),
+        Cmd::Scenario { opts, json, keep } => {
+            check_modes(&opts)?;
+            let name = lab_name(&opts);
+            let report = lab::run_scenario(&opts.scenario, &name, &lab_options(&opts), keep)?;
+            report.print_table();
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if !report.passed() {
+                bail!(
+                    "{} of {} checks failed",
+                    report.failed_count(),
+                    report.results.len()
+                );
+            }
+            Ok(())
+        }
+    }
 }
