@@ -2,4 +2,10 @@
 //! agent per node as turmoil hosts, checked continuously against the scenario's expectations
 //! and the system's invariants in virtual time.
 
+pub mod agent;
 pub mod api;
+pub mod bugs;
+pub mod informer;
+pub mod observe;
+pub mod rng;
+pub mod trace;
