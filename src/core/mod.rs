@@ -2,6 +2,7 @@
 //! No I/O, no clocks, no randomness: the controller, the agent, the simulator and the lab all
 //! call exactly this code.
 
+pub mod alloc;
 pub mod dataplane;
 pub mod diff;
 pub mod gateways;
@@ -14,6 +15,7 @@ pub mod plan_problem;
 pub mod site;
 pub mod snapshot;
 
+pub use alloc::{AllocError, BlockPool, PodCidrAllocator, PoolProblem};
 pub use dataplane::{
     CniConfig, Encap, MasqueradeConfig, NextHop, NodeDataplane, ProbeTarget, Route, TunnelPeer,
     WireGuardConfig, WireGuardPeer,
