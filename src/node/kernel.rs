@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -19,9 +19,27 @@ pub const ROUTE_PROTOCOL: u8 = 0x55;
 pub const VXLAN_PORT: u16 = 4789;
 /// UDP port of per-peer GENEVE devices (IANA).
 pub const GENEVE_PORT: u16 = 6081;
-/// MAC address every L2 tunnel device carries. Tunnel devices are NOARP, so the kernel
-/// addresses frames to the device's own MAC, which is therefore the receiver's MAC too.
-pub const TUNNEL_MAC: [u8; 6] = [0x02, 0x75, 0x6e, 0x62, 0x00, 0x01];
+/// Gateway address every IPv4 route through an L2 tunnel (VXLAN, GENEVE) uses, `onlink`,
+/// with a permanent neighbour entry on each tunnel device pointing at the peer's tunnel MAC.
+/// The per-device neighbour tables make one well-known address enough, and no ARP or NDP
+/// ever crosses a tunnel.
+pub const TUNNEL_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 85, 1);
+/// IPv6 counterpart of [`TUNNEL_GATEWAY_V4`] (link-local, so no `onlink` is needed).
+pub const TUNNEL_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0x55, 1);
+
+/// MAC address of this node's L2 tunnel devices, derived from its underlay address so the
+/// peer can compute it too. The ends of a link must differ: the VXLAN driver drops frames
+/// whose source MAC is its own (loop protection).
+pub fn tunnel_mac(underlay: IpAddr) -> [u8; 6] {
+    let b = match underlay {
+        IpAddr::V4(v) => v.octets(),
+        IpAddr::V6(v) => {
+            let o = v.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
+    [0x02, 0x55, b[0], b[1], b[2], b[3]]
+}
 
 /// Encapsulation of one per-peer tunnel device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,6 +51,11 @@ pub enum TunnelKind {
 
 impl TunnelKind {
     /// Short tag used in interface names.
+    /// Whether the device carries Ethernet frames (and so needs the neighbour entries).
+    pub fn is_l2(&self) -> bool {
+        !matches!(self, TunnelKind::Ipip)
+    }
+
     pub fn tag(&self) -> &'static str {
         match self {
             TunnelKind::Vxlan { .. } => "vx",

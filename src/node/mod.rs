@@ -9,6 +9,7 @@
 //! - [`probe`]: health probe wire format, pure state machine, UDP shells.
 //! - [`cni`], [`masquerade`]: the conflist writer and the nftables masquerade table.
 
+pub mod agent;
 pub mod cni;
 pub mod dataplane;
 pub mod kernel;

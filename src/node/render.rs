@@ -62,6 +62,12 @@ pub fn is_owned_tunnel_name(name: &str) -> bool {
         .any(|p| name.len() == 12 && name.starts_with(p))
 }
 
+/// Whether an owned interface carries Ethernet (VXLAN, GENEVE) and so is reached through
+/// the well-known tunnel gateway.
+pub fn is_l2_tunnel_name(name: &str) -> bool {
+    is_owned_tunnel_name(name) && !name.starts_with("unip")
+}
+
 /// VNI of the VXLAN link between two underlay addresses. Linux refuses two VXLAN devices
 /// with one VNI on one port, so per-peer devices need one VNI per link; both ends derive the
 /// same value from the unordered address pair (the plan's single VNI serves the flow-based

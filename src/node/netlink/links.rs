@@ -7,9 +7,13 @@ use ipnet::IpNet;
 use rtnetlink::packet_route::link::{
     InfoData, InfoGeneve, InfoIpTunnel, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::{Handle, LinkBridge, LinkGeneve, LinkIpIp, LinkUnspec, LinkVxlan};
 
-use crate::node::kernel::{GENEVE_PORT, TUNNEL_MAC, TunnelDevice, TunnelKind, VXLAN_PORT};
+use crate::node::kernel::{
+    GENEVE_PORT, TUNNEL_GATEWAY_V4, TUNNEL_GATEWAY_V6, TunnelDevice, TunnelKind, VXLAN_PORT,
+    tunnel_mac,
+};
 use crate::node::render::is_owned_tunnel_name;
 
 pub(super) fn name_of(l: &LinkMessage) -> Option<String> {
@@ -90,6 +94,7 @@ fn err(what: &str, e: rtnetlink::Error) -> String {
 }
 
 pub(super) async fn add_tunnel(h: &Handle, t: &TunnelDevice) -> Result<(), String> {
+    let mac = tunnel_mac(t.local).to_vec();
     let msg = match (t.kind, t.local, t.remote) {
         (TunnelKind::Vxlan { vni }, IpAddr::V4(l), IpAddr::V4(r)) => LinkVxlan::new(&t.name, vni)
             .local(l)
@@ -97,8 +102,7 @@ pub(super) async fn add_tunnel(h: &Handle, t: &TunnelDevice) -> Result<(), Strin
             .port(VXLAN_PORT)
             .learning(false)
             .mtu(t.mtu)
-            .address(TUNNEL_MAC.to_vec())
-            .arp(false)
+            .address(mac.clone())
             .up()
             .build(),
         (TunnelKind::Vxlan { vni }, IpAddr::V6(l), IpAddr::V6(r)) => LinkVxlan::new(&t.name, vni)
@@ -107,24 +111,21 @@ pub(super) async fn add_tunnel(h: &Handle, t: &TunnelDevice) -> Result<(), Strin
             .port(VXLAN_PORT)
             .learning(false)
             .mtu(t.mtu)
-            .address(TUNNEL_MAC.to_vec())
-            .arp(false)
+            .address(mac.clone())
             .up()
             .build(),
         (TunnelKind::Geneve { vni }, _, IpAddr::V4(r)) => LinkGeneve::new(&t.name, vni)
             .remote(r)
             .port(GENEVE_PORT)
             .mtu(t.mtu)
-            .address(TUNNEL_MAC.to_vec())
-            .arp(false)
+            .address(mac.clone())
             .up()
             .build(),
         (TunnelKind::Geneve { vni }, _, IpAddr::V6(r)) => LinkGeneve::new(&t.name, vni)
             .remote6(r)
             .port(GENEVE_PORT)
             .mtu(t.mtu)
-            .address(TUNNEL_MAC.to_vec())
-            .arp(false)
+            .address(mac.clone())
             .up()
             .build(),
         (TunnelKind::Ipip, IpAddr::V4(l), IpAddr::V4(r)) => LinkIpIp::new(&t.name)
@@ -146,6 +147,27 @@ pub(super) async fn add_tunnel(h: &Handle, t: &TunnelDevice) -> Result<(), Strin
         .execute()
         .await
         .map_err(|e| err(&format!("add {}", t.name), e))
+}
+
+/// Points the well-known tunnel gateways at the peer's tunnel MAC on an L2 tunnel device.
+/// Two requests; replaces whatever entry is there.
+pub(super) async fn add_gateway_neighbours(
+    h: &Handle,
+    index: u32,
+    t: &TunnelDevice,
+) -> Result<(), String> {
+    let mac = tunnel_mac(t.remote);
+    for gw in [IpAddr::V4(TUNNEL_GATEWAY_V4), IpAddr::V6(TUNNEL_GATEWAY_V6)] {
+        h.neighbours()
+            .add(index, gw)
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| err(&format!("neighbour {gw} on {}", t.name), e))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn index_of(h: &Handle, name: &str) -> Result<u32, String> {

@@ -132,14 +132,18 @@ impl Dataplane for NetlinkDataplane {
                         match links::index_of(&self.handle, &t.name).await {
                             Ok(i) => {
                                 self.ifindex.insert(t.name.clone(), i);
+                                if t.kind.is_l2() {
+                                    report.messages += 2;
+                                    links::add_gateway_neighbours(&self.handle, i, t).await
+                                } else {
+                                    Ok(())
+                                }
                             }
-                            Err(e) => report.failures.push(OpFailure {
-                                op: op.clone(),
-                                message: e,
-                            }),
+                            Err(e) => Err(e),
                         }
+                    } else {
+                        r
                     }
-                    r
                 }
                 KernelOp::SetTunnelMtu { name, mtu } => match self.ifindex.get(name) {
                     Some(i) => links::set_mtu(&self.handle, *i, *mtu).await,

@@ -6,13 +6,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteNextHop, RouteProtocol,
-    RouteScope,
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteNextHop, RouteNextHopFlags,
+    RouteProtocol, RouteScope,
 };
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use crate::node::dataplane::DataplaneError;
-use crate::node::kernel::{KernelNextHop, KernelRoute, ROUTE_PROTOCOL};
+use crate::node::kernel::{
+    KernelNextHop, KernelRoute, ROUTE_PROTOCOL, TUNNEL_GATEWAY_V4, TUNNEL_GATEWAY_V6,
+};
+use crate::node::render::is_l2_tunnel_name;
 
 const MAIN_TABLE: u32 = 254;
 
@@ -43,7 +46,12 @@ fn nexthop_of(
     gateway: Option<IpAddr>,
     names: &BTreeMap<u32, String>,
 ) -> Option<KernelNextHop> {
+    let tunnel_gateway =
+        |g: IpAddr| g == IpAddr::V4(TUNNEL_GATEWAY_V4) || g == IpAddr::V6(TUNNEL_GATEWAY_V6);
     match (gateway, oif) {
+        (Some(g), Some(i)) if tunnel_gateway(g) => {
+            names.get(&i).map(|n| KernelNextHop::Device(n.clone()))
+        }
         (Some(g), _) => Some(KernelNextHop::Gateway(g)),
         (None, Some(i)) => names.get(&i).map(|n| KernelNextHop::Device(n.clone())),
         (None, None) => None,
@@ -142,30 +150,52 @@ pub(super) async fn replace(
             .copied()
             .ok_or_else(|| format!("route {prefix}: no interface {d}"))
     };
-    let any_gateway = route
-        .nexthops
-        .iter()
-        .any(|n| matches!(n, KernelNextHop::Gateway(_)));
-    let scope = if any_gateway {
+    let tunnel_gateway = if prefix.addr().is_ipv4() {
+        IpAddr::V4(TUNNEL_GATEWAY_V4)
+    } else {
+        IpAddr::V6(TUNNEL_GATEWAY_V6)
+    };
+    // L2 tunnels are reached through the well-known gateway (onlink for IPv4: it is on no
+    // subnet); L3 devices (IPIP, WireGuard) directly.
+    let needs_gateway = |n: &KernelNextHop| match n {
+        KernelNextHop::Gateway(_) => true,
+        KernelNextHop::Device(d) => is_l2_tunnel_name(d),
+    };
+    let scope = if route.nexthops.iter().any(needs_gateway) {
         RouteScope::Universe
     } else {
         RouteScope::Link
     };
     let mut b = base(prefix)?.scope(scope);
+    let via_err = |g: IpAddr| move |e| format!("route {prefix} via {g}: {e}");
     match route.nexthops.as_slice() {
         [] => return Err(format!("route {prefix}: no nexthop")),
-        [KernelNextHop::Device(d)] => b = b.output_interface(index(d)?),
-        [KernelNextHop::Gateway(g)] => {
+        [KernelNextHop::Device(d)] if is_l2_tunnel_name(d) => {
             b = b
-                .gateway(*g)
-                .map_err(|e| format!("route {prefix} via {g}: {e}"))?
+                .output_interface(index(d)?)
+                .gateway(tunnel_gateway)
+                .map_err(via_err(tunnel_gateway))?;
+            if prefix.addr().is_ipv4() {
+                b = b.onlink();
+            }
         }
+        [KernelNextHop::Device(d)] => b = b.output_interface(index(d)?),
+        [KernelNextHop::Gateway(g)] => b = b.gateway(*g).map_err(via_err(*g))?,
         many => {
             let mut hops = Vec::with_capacity(many.len());
             for nh in many {
                 let mut hop = RouteNextHop::default();
                 match nh {
-                    KernelNextHop::Device(d) => hop.interface_index = index(d)?,
+                    KernelNextHop::Device(d) => {
+                        hop.interface_index = index(d)?;
+                        if is_l2_tunnel_name(d) {
+                            hop.attributes
+                                .push(RouteAttribute::Gateway(tunnel_gateway.into()));
+                            if prefix.addr().is_ipv4() {
+                                hop.flags |= RouteNextHopFlags::Onlink;
+                            }
+                        }
+                    }
                     KernelNextHop::Gateway(g) => {
                         hop.attributes.push(RouteAttribute::Gateway((*g).into()))
                     }
