@@ -6,7 +6,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
-use kube::core::WatchEvent as KubeWatchEvent;
+use kube::core::{ApiResource, DynamicObject, WatchEvent as KubeWatchEvent};
 
 use super::{
     Cluster, ClusterError, ClusterObject, MetadataPatch, ObjectList, WatchEvent, WatchStream,
@@ -32,10 +32,14 @@ impl KubeCluster {
         &self.client
     }
 
-    fn api<K: ClusterObject>(&self, ns: Option<&str>) -> Api<K> {
+    /// `kube::Api` needs the scope at compile time, which a generic `K` does not carry; the
+    /// dynamic API over `K`'s erased resource works for both scopes, and objects are
+    /// converted through JSON (the wire format anyway).
+    fn api<K: ClusterObject>(&self, ns: Option<&str>) -> Api<DynamicObject> {
+        let resource = ApiResource::erase::<K>(&());
         match ns {
-            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &()),
-            None => Api::all_with(self.client.clone(), &()),
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
         }
     }
 
@@ -87,19 +91,45 @@ fn map_err<K: ClusterObject>(name: &str, err: kube::Error) -> ClusterError {
     }
 }
 
+/// `K` as the dynamic object the API calls take.
+fn to_dynamic<K: ClusterObject>(obj: &K) -> Result<DynamicObject, ClusterError> {
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|e| serde_error::<K>(obj.meta().name.as_deref().unwrap_or(""), e))
+}
+
+/// A dynamic object from the API server as `K`.
+fn from_dynamic<K: ClusterObject>(obj: DynamicObject) -> Result<K, ClusterError> {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    serde_json::to_value(obj)
+        .and_then(serde_json::from_value)
+        .map_err(|e| serde_error::<K>(&name, e))
+}
+
+fn serde_error<K: ClusterObject>(name: &str, e: serde_json::Error) -> ClusterError {
+    ClusterError::Serialization {
+        kind: K::kind(&()).to_string(),
+        name: name.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// One watch connection's worth of events, mapped, with the resourceVersion to resume from.
 enum Step<K> {
     Event(WatchEvent<K>, String),
     Bookmark(String),
     Closed,
+    Failed(ClusterError),
 }
 
 impl Cluster for KubeCluster {
     async fn get<K: ClusterObject>(&self, ns: Option<&str>, name: &str) -> Result<K, ClusterError> {
-        self.api::<K>(ns)
+        let obj = self
+            .api::<K>(ns)
             .get(name)
             .await
-            .map_err(|e| map_err::<K>(name, e))
+            .map_err(|e| map_err::<K>(name, e))?;
+        from_dynamic(obj)
     }
 
     async fn list<K: ClusterObject>(
@@ -111,7 +141,11 @@ impl Cluster for KubeCluster {
             .list(&ListParams::default())
             .await
             .map_err(|e| map_err::<K>("", e))?;
-        let mut items = list.items;
+        let mut items = list
+            .items
+            .into_iter()
+            .map(from_dynamic::<K>)
+            .collect::<Result<Vec<K>, _>>()?;
         items.sort_by(|a, b| {
             (a.meta().namespace.as_deref(), a.meta().name.as_deref())
                 .cmp(&(b.meta().namespace.as_deref(), b.meta().name.as_deref()))
@@ -140,13 +174,13 @@ impl Cluster for KubeCluster {
         } else {
             resource_version.to_string()
         };
-        let params = WatchParams::default().allow_bookmarks();
+        let params = WatchParams::default();
         let first = api
             .watch(&params, &start)
             .await
             .map_err(|e| map_err::<K>("", e))?
             .boxed();
-        // State: (api, resume version, current connection or None when it must reconnect).
+        // State: api, params, resume version, live connection (None: reconnect), finished.
         let stream = futures::stream::unfold(
             (api, params, start, Some(first), false),
             |(api, params, mut rv, mut conn, done)| async move {
@@ -165,31 +199,18 @@ impl Cluster for KubeCluster {
                         },
                     };
                     let step = match stream.try_next().await {
-                        Ok(Some(KubeWatchEvent::Added(k))) => {
-                            let v = k.meta().resource_version.clone().unwrap_or_default();
-                            Step::Event(WatchEvent::Added(k), v)
-                        }
-                        Ok(Some(KubeWatchEvent::Modified(k))) => {
-                            let v = k.meta().resource_version.clone().unwrap_or_default();
-                            Step::Event(WatchEvent::Modified(k), v)
-                        }
-                        Ok(Some(KubeWatchEvent::Deleted(k))) => {
-                            let v = k.meta().resource_version.clone().unwrap_or_default();
-                            Step::Event(WatchEvent::Deleted(k), v)
-                        }
+                        Ok(Some(KubeWatchEvent::Added(o))) => step(o, WatchEvent::Added),
+                        Ok(Some(KubeWatchEvent::Modified(o))) => step(o, WatchEvent::Modified),
+                        Ok(Some(KubeWatchEvent::Deleted(o))) => step(o, WatchEvent::Deleted),
                         Ok(Some(KubeWatchEvent::Bookmark(b))) => {
                             Step::Bookmark(b.metadata.resource_version)
                         }
                         Ok(Some(KubeWatchEvent::Error(status))) => {
-                            let err = map_err::<K>("", kube::Error::Api(status));
-                            return Some((Err(err), (api, params, rv, None, true)));
+                            Step::Failed(map_err::<K>("", kube::Error::Api(status)))
                         }
                         // The server closes watches after a timeout: reconnect from `rv`.
                         Ok(None) => Step::Closed,
-                        Err(e) => {
-                            let err = map_err::<K>("", e);
-                            return Some((Err(err), (api, params, rv, None, true)));
-                        }
+                        Err(e) => Step::Failed(map_err::<K>("", e)),
                     };
                     match step {
                         Step::Event(ev, v) => {
@@ -200,6 +221,9 @@ impl Cluster for KubeCluster {
                         }
                         Step::Bookmark(v) => rv = v,
                         Step::Closed => conn = None,
+                        Step::Failed(err) => {
+                            return Some((Err(err), (api, params, rv, None, true)));
+                        }
                     }
                 }
             },
@@ -209,10 +233,12 @@ impl Cluster for KubeCluster {
 
     async fn create<K: ClusterObject>(&self, ns: Option<&str>, obj: &K) -> Result<K, ClusterError> {
         let name = obj.meta().name.clone().unwrap_or_default();
-        self.api::<K>(ns)
-            .create(&self.post_params(), obj)
+        let created = self
+            .api::<K>(ns)
+            .create(&self.post_params(), &to_dynamic(obj)?)
             .await
-            .map_err(|e| map_err::<K>(&name, e))
+            .map_err(|e| map_err::<K>(&name, e))?;
+        from_dynamic(created)
     }
 
     async fn replace<K: ClusterObject>(
@@ -221,10 +247,12 @@ impl Cluster for KubeCluster {
         name: &str,
         obj: &K,
     ) -> Result<K, ClusterError> {
-        self.api::<K>(ns)
-            .replace(name, &self.post_params(), obj)
+        let replaced = self
+            .api::<K>(ns)
+            .replace(name, &self.post_params(), &to_dynamic(obj)?)
             .await
-            .map_err(|e| map_err::<K>(name, e))
+            .map_err(|e| map_err::<K>(name, e))?;
+        from_dynamic(replaced)
     }
 
     async fn replace_status<K: ClusterObject>(
@@ -233,10 +261,12 @@ impl Cluster for KubeCluster {
         name: &str,
         obj: &K,
     ) -> Result<K, ClusterError> {
-        self.api::<K>(ns)
-            .replace_status(name, &self.post_params(), obj)
+        let replaced = self
+            .api::<K>(ns)
+            .replace_status(name, &self.post_params(), &to_dynamic(obj)?)
             .await
-            .map_err(|e| map_err::<K>(name, e))
+            .map_err(|e| map_err::<K>(name, e))?;
+        from_dynamic(replaced)
     }
 
     async fn patch_metadata<K: ClusterObject>(
@@ -249,10 +279,12 @@ impl Cluster for KubeCluster {
             field_manager: Some(self.field_manager.clone()),
             ..PatchParams::default()
         };
-        self.api::<K>(ns)
+        let patched = self
+            .api::<K>(ns)
             .patch(name, &params, &Patch::Merge(patch.to_merge_patch()))
             .await
-            .map_err(|e| map_err::<K>(name, e))
+            .map_err(|e| map_err::<K>(name, e))?;
+        from_dynamic(patched)
     }
 
     async fn delete<K: ClusterObject>(
@@ -265,5 +297,14 @@ impl Cluster for KubeCluster {
             .await
             .map(|_| ())
             .map_err(|e| map_err::<K>(name, e))
+    }
+}
+
+/// A watch event's object as `K`, with the resourceVersion to resume from.
+fn step<K: ClusterObject>(obj: DynamicObject, wrap: fn(K) -> WatchEvent<K>) -> Step<K> {
+    let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+    match from_dynamic::<K>(obj) {
+        Ok(k) => Step::Event(wrap(k), rv),
+        Err(e) => Step::Failed(e),
     }
 }

@@ -13,6 +13,9 @@
 //! and our CRDs; `Some(ns)` for Lease and Event) and a name.
 
 mod error;
+// Named kube_api inside this module so `kube::` below still means the kube crate.
+#[path = "kube.rs"]
+mod kube_api;
 mod memory;
 mod memory_rules;
 
@@ -25,6 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::ClusterError;
+pub use kube_api::KubeCluster;
 pub use memory::{InMemoryCluster, WriteCounts, WriteKind};
 
 /// A Kubernetes object type the seam can carry: k8s `Node`, `Lease`, `Event` and our CRDs.
