@@ -300,3 +300,57 @@ impl<'a> GatewayPools<'a> {
         }
     }
 }
+
+/// The status the controller writes on a GatewayPool (conditions are left to the controller:
+/// they carry timestamps). Agents read the members from it. `None` for an unknown pool.
+pub fn pool_status(
+    index: &super::plan_index::PlanIndex<'_>,
+    pool: &str,
+) -> Option<crate::api::GatewayPoolStatus> {
+    use crate::api::{GatewayNodeStatus, GatewayPoolStatus, ReachableSite};
+
+    let view = index.pools.pools.get(pool)?;
+    let strings = |ips: &[std::net::IpAddr]| ips.iter().map(|ip| ip.to_string()).collect();
+    let nodes: Vec<GatewayNodeStatus> = view
+        .members
+        .iter()
+        .map(|&name| {
+            let node = &index.snap.nodes[name];
+            GatewayNodeStatus {
+                name: name.to_string(),
+                site_name: index.site(name).unwrap_or_default().to_string(),
+                internal_ips: strings(&node.internal_ips),
+                external_ips: strings(&node.external_ips),
+                wire_guard_public_key: node.wg_public_key.clone().unwrap_or_default(),
+                wire_guard_port: index.settings.wireguard_port,
+                health_endpoints: super::node_plan::health_address(&node.pod_cidrs)
+                    .map(|a| {
+                        std::net::SocketAddr::new(a, super::dataplane::HEALTH_PROBE_PORT)
+                            .to_string()
+                    })
+                    .into_iter()
+                    .collect(),
+                pod_cidrs: node.pod_cidrs.iter().map(|c| c.to_string()).collect(),
+            }
+        })
+        .collect();
+    let reachable_sites = view
+        .reach
+        .iter()
+        .filter_map(|(dest, reach)| match dest {
+            Dest::Site(site) => Some(ReachableSite {
+                name: site.to_string(),
+                path_length: reach.distance,
+                via: reach.via.first().map(|v| v.to_string()),
+            }),
+            Dest::Routed(_) => None,
+        })
+        .collect();
+    Some(GatewayPoolStatus {
+        node_count: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
+        nodes,
+        connected_sites: view.connected.keys().map(|s| s.to_string()).collect(),
+        reachable_sites,
+        conditions: Vec::new(),
+    })
+}

@@ -11,8 +11,10 @@
 //!   false`, whatever the governing scope), and on links of Internal pools; external IPs
 //!   otherwise, falling back to internal IPs when neither node has an ExternalIP.
 //! - Encapsulation: security wins — WireGuard if any applicable scope explicitly asks for it;
-//!   else the governing scope's explicit protocol; else Auto: `None` for an externally peered
-//!   SitePeering, WireGuard over external IPs, GENEVE over internal IPs.
+//!   else the explicit protocol of the most specific scope that names one (the governing
+//!   scope first; an unset or Auto governing scope defers to e.g. the Site's choice); else
+//!   Auto: `None` for an externally peered SitePeering, WireGuard over external IPs, GENEVE
+//!   over internal IPs.
 //! - MTU from [`super::mtu`], health from the governing scope.
 //!
 //! [`plan_link`] is symmetric: planning `a → b` and `b → a` gives the same scope, encap,
@@ -266,26 +268,30 @@ pub fn plan_link(index: &PlanIndex<'_>, a: &str, b: &str) -> Result<Option<Link>
             .filter(|p| *p != TunnelProtocol::Auto)
     };
     let gov_settings = settings(index, &gov).copied();
-    let encap = if scopes
+    // Security wins; otherwise the most specific scope that names a protocol decides.
+    let named = if scopes
         .iter()
         .any(|s| explicit(s) == Some(TunnelProtocol::WireGuard))
     {
-        Encap::WireGuard
+        Some(TunnelProtocol::WireGuard)
     } else {
-        match explicit(&gov) {
-            Some(TunnelProtocol::WireGuard) => Encap::WireGuard,
-            Some(TunnelProtocol::Geneve) => Encap::Geneve,
-            Some(TunnelProtocol::Vxlan) => Encap::Vxlan,
-            Some(TunnelProtocol::Ipip) => Encap::Ipip,
-            Some(TunnelProtocol::None) => Encap::None,
-            Some(TunnelProtocol::Auto) | None => match &gov {
-                Scope::SitePeering(n) if index.snap.site_peerings[n].mesh_nodes == Some(false) => {
-                    Encap::None
-                }
-                _ if internal => Encap::Geneve,
-                _ => Encap::WireGuard,
-            },
-        }
+        let mut by_rank: Vec<&Scope> = scopes.iter().collect();
+        by_rank.sort_by_key(|s| std::cmp::Reverse(rank(s.kind())));
+        by_rank.into_iter().find_map(explicit)
+    };
+    let encap = match named {
+        Some(TunnelProtocol::WireGuard) => Encap::WireGuard,
+        Some(TunnelProtocol::Geneve) => Encap::Geneve,
+        Some(TunnelProtocol::Vxlan) => Encap::Vxlan,
+        Some(TunnelProtocol::Ipip) => Encap::Ipip,
+        Some(TunnelProtocol::None) => Encap::None,
+        Some(TunnelProtocol::Auto) | None => match &gov {
+            Scope::SitePeering(n) if index.snap.site_peerings[n].mesh_nodes == Some(false) => {
+                Encap::None
+            }
+            _ if internal => Encap::Geneve,
+            _ => Encap::WireGuard,
+        },
     };
     if encap == Encap::WireGuard && nb.wg_public_key.is_none() {
         return Err(PlanProblem::PeerWithoutKey {

@@ -12,8 +12,15 @@ pub mod mtu;
 pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;
+#[cfg(test)]
+mod diff_tests;
+#[cfg(test)]
+mod plan_proptest;
+#[cfg(test)]
+mod plan_tests;
 pub mod site;
 pub mod snapshot;
+pub mod synthetic;
 
 pub use alloc::{AllocError, BlockPool, PodCidrAllocator, PoolProblem};
 pub use dataplane::{

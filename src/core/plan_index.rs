@@ -9,6 +9,7 @@ use super::gateways::{Dest, GatewayPools};
 use super::health::{HealthSettings, resolve_health};
 use super::mtu::{DEFAULT_UNDERLAY_MTU, MAX_TUNNEL_MTU, MIN_TUNNEL_MTU};
 use super::plan_problem::PlanProblem;
+use super::site::assign_sites;
 use super::snapshot::{NodeFacts, Snapshot};
 use crate::api::{HealthCheckSettings, TunnelProtocol};
 
@@ -131,14 +132,16 @@ fn scope_settings(
 }
 
 impl<'a> PlanIndex<'a> {
-    /// Indexes a snapshot, taking each node's Site from its Site label.
+    /// Indexes a snapshot, placing each node by [`assign_sites`] (its InternalIPs against the
+    /// Sites' `nodeCidrs`); nodes in conflict or matching no Site belong to no Site.
     pub fn new(snap: &'a Snapshot, settings: PlanSettings) -> Self {
-        let labels: BTreeMap<&'a str, &'a str> = snap
+        let assignment = assign_sites(snap);
+        let sites: BTreeMap<&str, &str> = assignment
             .nodes
             .iter()
-            .filter_map(|(n, f)| f.site_label.as_deref().map(|s| (n.as_str(), s)))
+            .filter_map(|(n, m)| Some((n.as_str(), m.site()?)))
             .collect();
-        Self::with_sites(snap, settings, &labels)
+        Self::with_sites(snap, settings, &sites)
     }
 
     /// Indexes a snapshot with the node → Site assignment the controller computed. Nodes
