@@ -7,6 +7,7 @@ pub mod dataplane;
 pub mod diff;
 pub mod gateways;
 pub mod health;
+pub mod lease;
 pub mod links;
 pub mod mtu;
 pub mod node_plan;
@@ -19,6 +20,7 @@ mod plan_proptest;
 #[cfg(test)]
 mod plan_tests;
 pub mod site;
+pub mod slices;
 pub mod snapshot;
 pub mod synthetic;
 
@@ -30,10 +32,14 @@ pub use dataplane::{
 pub use diff::{DataplaneOp, describe, diff};
 pub use gateways::{Dest, GatewayPools, PoolView, Reach, pool_status};
 pub use health::{HealthSettings, parse_duration, resolve_health};
+pub use lease::{
+    LeaseDecision, LeaseObservation, LeaseRecord, LeaseTiming, decide as decide_lease,
+};
 pub use links::{Link, Scope, plan_link, scopes_between};
 pub use mtu::{DEFAULT_UNDERLAY_MTU, link_mtu, overhead};
 pub use node_plan::{NodePlan, health_address, plan_node};
 pub use plan_index::{PlanIndex, PlanSettings};
 pub use plan_problem::{PlanError, PlanProblem};
 pub use site::{InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites};
+pub use slices::{SlicePlan, plan_slices, slice_name};
 pub use snapshot::{NodeFacts, NodeProblem, Snapshot};
