@@ -10,6 +10,7 @@ mod peering;
 pub mod rules;
 mod site;
 mod slice;
+pub mod validation;
 
 pub use common::*;
 pub use gateway_pool::*;

@@ -1,0 +1,147 @@
+//! `metadata` of a cluster-scoped custom resource, as the API server checks it on create.
+
+use serde_json::Value;
+
+use super::FieldError;
+use super::value::{json_type, quote};
+
+/// Fields of `ObjectMeta`; anything else is an unknown field under strict validation.
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
+const NAME_MAX: usize = 253;
+const SUBDOMAIN_REGEX: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+
+/// `metadata` keys that `ObjectMeta` does not have.
+pub(super) fn unknown_fields(metadata: &Value) -> Vec<FieldError> {
+    let Some(fields) = metadata.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .keys()
+        .filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
+        .map(|k| {
+            let path = format!("metadata.{k}");
+            FieldError::new(&path, format!("unknown field {}", quote(&path)))
+        })
+        .collect()
+}
+
+/// Name present and a lowercase RFC 1123 subdomain; labels and annotations are string maps.
+pub(super) fn validate(metadata: Option<&Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let fields = match metadata {
+        Some(Value::Object(fields)) => fields,
+        None | Some(Value::Null) => {
+            errors.push(name_required());
+            return errors;
+        }
+        Some(other) => {
+            errors.push(FieldError::new(
+                "metadata",
+                format!(
+                    "must be a mapping with at least a name, not {}",
+                    json_type(other)
+                ),
+            ));
+            return errors;
+        }
+    };
+    match fields.get("name") {
+        Some(Value::String(name)) if !name.is_empty() => errors.extend(check_name(name)),
+        Some(Value::String(_)) | None | Some(Value::Null) => {
+            if !fields
+                .get("generateName")
+                .is_some_and(|g| g.as_str().is_some_and(|g| !g.is_empty()))
+            {
+                errors.push(name_required());
+            }
+        }
+        Some(other) => errors.push(FieldError::new(
+            "metadata.name",
+            format!("must be a string, not {}", json_type(other)),
+        )),
+    }
+    for map in ["labels", "annotations"] {
+        match fields.get(map) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(entries)) => {
+                for (key, value) in entries {
+                    if !value.is_string() {
+                        errors.push(FieldError::new(
+                            format!("metadata.{map}.{key}"),
+                            format!(
+                                "must be a string (quote it: \"{value}\"), not {}",
+                                json_type(value)
+                            ),
+                        ));
+                    }
+                }
+            }
+            Some(other) => errors.push(FieldError::new(
+                format!("metadata.{map}"),
+                format!("must be a mapping of strings, not {}", json_type(other)),
+            )),
+        }
+    }
+    errors
+}
+
+fn name_required() -> FieldError {
+    FieldError::new(
+        "metadata.name",
+        "Required value: name or generateName is required",
+    )
+}
+
+fn check_name(name: &str) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let shown = quote(name);
+    if name.len() > NAME_MAX {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!("Invalid value: {shown}: must be no more than {NAME_MAX} characters"),
+        ));
+    }
+    if !is_subdomain(name) {
+        errors.push(FieldError::new(
+            "metadata.name",
+            format!(
+                "Invalid value: {shown}: a lowercase RFC 1123 subdomain must consist of lower case \
+                 alphanumeric characters, '-' or '.', and must start and end with an alphanumeric \
+                 character (e.g. 'example.com', regex used for validation is '{SUBDOMAIN_REGEX}')"
+            ),
+        ));
+    }
+    errors
+}
+
+/// Lowercase RFC 1123 subdomain, checked without a regex engine: dot-separated labels of
+/// `[a-z0-9-]` that start and end alphanumeric.
+fn is_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+        })
+}
