@@ -17,6 +17,7 @@ pub mod masquerade;
 pub mod netlink;
 pub mod probe;
 pub mod render;
+pub mod wireguard;
 
 pub use dataplane::{Dataplane, Reconciler, RecordingDataplane};
 pub use kernel::{KernelOp, KernelState};
