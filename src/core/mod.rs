@@ -3,6 +3,7 @@
 //! call exactly this code.
 
 pub mod alloc;
+pub mod controller_plan;
 pub mod dataplane;
 pub mod diff;
 pub mod gateways;
@@ -25,6 +26,10 @@ pub mod snapshot;
 pub mod synthetic;
 
 pub use alloc::{AllocError, BlockPool, PodCidrAllocator, PoolProblem};
+pub use controller_plan::{
+    ControllerPlan, EventType, ObjectRef, PlannedCondition, PlannedEvent, PlannedSiteStatus,
+    plan_controller,
+};
 pub use dataplane::{
     CniConfig, Encap, MasqueradeConfig, NextHop, NodeDataplane, ProbeTarget, Route, TunnelPeer,
     WireGuardConfig, WireGuardPeer,
