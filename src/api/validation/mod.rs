@@ -169,7 +169,7 @@ fn schema_for(
         return Err(FieldError::new(
             "apiVersion",
             format!(
-                "unknown apiVersion {api_version:?} for kind {kind:?}: the known kinds are {known}, all in {expected}"
+                "no matches for kind {kind:?} in version {api_version:?}: the known kinds are {known}, all in {expected}"
             ),
         ));
     }
@@ -180,7 +180,9 @@ fn schema_for(
         .ok_or_else(|| {
             FieldError::new(
                 "kind",
-                format!("unknown kind {kind:?} in {expected}: the known kinds are {known}"),
+                format!(
+                    "no matches for kind {kind:?} in version {expected:?}: the known kinds are {known}"
+                ),
             )
         })
 }

@@ -47,7 +47,9 @@ fn unknown_kind_names_the_known_ones() {
     let errors = rendered(&validate_manifest(&obj));
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].starts_with("kind: unknown kind \"Sight\""),
+        errors[0].starts_with(
+            "kind: no matches for kind \"Sight\" in version \"net.unbounded-cloud.io/v1alpha1\""
+        ),
         "{errors:?}"
     );
     assert!(errors[0].contains("SitePeering"), "{errors:?}");
