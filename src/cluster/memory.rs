@@ -563,3 +563,7 @@ async fn next_event<K: ClusterObject>(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;
