@@ -7,5 +7,6 @@
 
 pub mod api;
 pub mod cluster;
+pub mod controller;
 pub mod core;
 pub mod node;
