@@ -5,7 +5,15 @@
 pub mod agent;
 pub mod api;
 pub mod bugs;
+pub mod controller;
+pub mod expect;
+pub mod faults;
+pub mod forwarding;
 pub mod informer;
+pub mod invariants;
 pub mod observe;
+pub mod reach;
+pub mod report;
 pub mod rng;
 pub mod trace;
+pub mod world;

@@ -1,3 +1,155 @@
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("sim: the simulator is not built yet (see the simulator issue)")
+//! `sim`: runs scenarios in the deterministic simulator.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sim::world::{RunConfig, RunResult, run};
+use sim::{report, trace::fmt_time};
+use unbounded_scenario::Scenario;
+
+#[derive(Parser)]
+#[command(about = "Deterministic simulator of unbounded-net (turmoil, virtual time)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario file.
+    Scenario {
+        file: PathBuf,
+        /// One seed.
+        #[arg(long, conflicts_with = "seeds")]
+        seed: Option<u64>,
+        /// A seed range `A..B` (B exclusive) for a sweep.
+        #[arg(long)]
+        seeds: Option<String>,
+        /// `random`: add random faults drawn from each seed on top of the timeline.
+        #[arg(long)]
+        faults: Option<String>,
+        /// Write the result(s) as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write an SVG timeline of the (first) run.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Write the event trace of the (first) run.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// turmoil tick in milliseconds.
+        #[arg(long, default_value_t = 5)]
+        tick_ms: u64,
+    },
+}
+
+fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>> {
+    let (a, b) = s
+        .split_once("..")
+        .context("--seeds takes A..B, e.g. 1..200")?;
+    let a: u64 = a.trim().parse().context("--seeds: A is not a number")?;
+    let b: u64 = b.trim().parse().context("--seeds: B is not a number")?;
+    if b <= a {
+        bail!("--seeds {s}: the range is empty");
+    }
+    Ok(a..b)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let Command::Scenario {
+        file,
+        seed,
+        seeds,
+        faults,
+        json,
+        svg,
+        trace,
+        tick_ms,
+    } = cli.command;
+    let random_faults = match faults.as_deref() {
+        None => false,
+        Some("random") => true,
+        Some(other) => bail!("--faults {other}: the only fault generator is `random`"),
+    };
+    let scenario = Scenario::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let range = match (&seeds, seed) {
+        (Some(s), _) => parse_seeds(s)?,
+        (None, Some(s)) => s..s + 1,
+        (None, None) => 1..2,
+    };
+    let sweep = range.end - range.start > 1;
+    let mut results: Vec<RunResult> = Vec::new();
+    let mut walls = Vec::new();
+    for seed in range {
+        let cfg = RunConfig {
+            seed,
+            random_faults,
+            tick: Duration::from_millis(tick_ms.max(1)),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let r = run(&scenario, cfg);
+        walls.push(started.elapsed());
+        println!("{}", report::result_line(&r));
+        if !sweep {
+            print!("{}", report::table(&r));
+            println!(
+                "wall time {:.2?}, virtual time {}, {} trace lines",
+                walls[0],
+                fmt_time(r.ended_at),
+                r.trace_lines
+            );
+        } else if !r.passed {
+            print!("{}", report::table(&r));
+        }
+        results.push(r);
+    }
+    if sweep {
+        let failed: Vec<u64> = results
+            .iter()
+            .filter(|r| !r.passed)
+            .map(|r| r.seed)
+            .collect();
+        let slowest = results
+            .iter()
+            .filter_map(|r| r.reconverged_after_heal.map(|t| (t, r.seed)))
+            .max();
+        println!(
+            "sweep: {} runs, {} passed, {} failed {:?}; slowest re-convergence after heal: {}",
+            results.len(),
+            results.len() - failed.len(),
+            failed.len(),
+            failed,
+            slowest
+                .map(|(t, s)| format!("{} (seed {s})", fmt_time(t)))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(path) = json {
+        let body = if sweep {
+            serde_json::to_string_pretty(&results)?
+        } else {
+            serde_json::to_string_pretty(&results[0])?
+        };
+        std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = svg {
+        let events: Vec<(u64, String)> = sim::faults::timeline(&scenario)
+            .iter()
+            .map(|s| (s.at.as_millis() as u64, s.label.clone()))
+            .collect();
+        std::fs::write(&path, report::svg(&results[0], &events))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = trace {
+        std::fs::write(&path, results[0].trace.text())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if results.iter().any(|r| !r.passed) {
+        std::process::exit(1);
+    }
+    Ok(())
 }

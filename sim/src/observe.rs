@@ -38,8 +38,8 @@ pub struct NodeView {
 #[derive(Debug, Default)]
 pub struct Observatory {
     pub nodes: BTreeMap<String, NodeView>,
-    /// Controller replica → acting as leader right now.
-    pub acting_leader: BTreeMap<String, bool>,
+    /// Controller replica → virtual time until which it may act as leader (its lease deadline).
+    pub acting_leader: BTreeMap<String, Duration>,
     /// Human-readable log lines from hosts (`host: message`), drained into the trace.
     pub log: Vec<String>,
     /// Bug switches for tests (see [`crate::bugs::Bugs`]).
