@@ -11,10 +11,12 @@ use yaml_rust2::scanner::Marker;
 
 use crate::error::Location;
 
-/// Path (`a.b[3].c`) → position of the value there.
+/// Path (`a.b[3].c`) → position of the value there (and of the key, for mapping entries).
 #[derive(Debug, Default)]
 pub struct PositionIndex {
     values: HashMap<String, Location>,
+    keys: HashMap<String, Location>,
+    scalars: Vec<(String, String, Location)>,
 }
 
 impl PositionIndex {
@@ -28,7 +30,23 @@ impl PositionIndex {
         }
         PositionIndex {
             values: builder.values,
+            keys: builder.keys,
+            scalars: builder.scalars,
         }
+    }
+
+    /// Position of the key of the mapping entry at `path`.
+    pub fn locate_key(&self, path: &str) -> Option<Location> {
+        self.keys.get(path).copied()
+    }
+
+    /// The first scalar below `path` whose text is `text`, in file order.
+    pub fn locate_scalar_below(&self, path: &str, text: &str) -> Option<Location> {
+        self.scalars
+            .iter()
+            .filter(|(p, t, _)| t == text && is_below(p, path))
+            .map(|(_, _, at)| *at)
+            .min()
     }
 
     /// Position of the value at `path`, or of its nearest indexed ancestor.
@@ -41,6 +59,15 @@ impl PositionIndex {
             current = parent(current)?;
         }
     }
+}
+
+/// True when `path` is `ancestor` or inside it.
+fn is_below(path: &str, ancestor: &str) -> bool {
+    ancestor.is_empty()
+        || path == ancestor
+        || path
+            .strip_prefix(ancestor)
+            .is_some_and(|rest| rest.starts_with(['.', '[']))
 }
 
 /// `a.b[3]` → `a.b`, `a.b` → `a`, `a` → none.
@@ -58,6 +85,8 @@ enum Frame {
 struct IndexBuilder {
     stack: Vec<Frame>,
     values: HashMap<String, Location>,
+    keys: HashMap<String, Location>,
+    scalars: Vec<(String, String, Location)>,
     documents: usize,
 }
 
@@ -88,11 +117,15 @@ impl IndexBuilder {
     }
 
     fn record(&mut self, path: &str, mark: Marker) {
-        self.values.entry(path.to_owned()).or_insert(Location {
-            line: mark.line(),
-            // yaml-rust2 columns start at 0.
-            column: mark.col() + 1,
-        });
+        self.values.entry(path.to_owned()).or_insert(location(mark));
+    }
+}
+
+fn location(mark: Marker) -> Location {
+    Location {
+        line: mark.line(),
+        // yaml-rust2 columns start at 0.
+        column: mark.col() + 1,
     }
 }
 
@@ -105,12 +138,19 @@ impl MarkedEventReceiver for IndexBuilder {
             Event::DocumentStart => self.documents += 1,
             Event::Scalar(text, ..) => {
                 if self.expecting_key() {
-                    if let Some(Frame::Map { key, .. }) = self.stack.last_mut() {
+                    if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
+                        let child = if path.is_empty() {
+                            text.clone()
+                        } else {
+                            format!("{path}.{text}")
+                        };
+                        self.keys.entry(child).or_insert(location(mark));
                         *key = Some(text);
                     }
                 } else {
                     let path = self.next_value_path();
                     self.record(&path, mark);
+                    self.scalars.push((path, text, location(mark)));
                 }
             }
             Event::Alias(_) => {
@@ -156,6 +196,18 @@ mod tests {
         assert_eq!(at("top.list[0].ip"), Some((4, 11)));
         assert_eq!(at("top.list[1].name"), Some((5, 14)));
         assert_eq!(at("other"), Some((6, 8)));
+    }
+
+    #[test]
+    fn keys_and_scalars_are_located() {
+        let index = PositionIndex::build(TEXT);
+        let at = |l: Option<Location>| l.map(|l| (l.line, l.column));
+        assert_eq!(at(index.locate_key("top.list[0].ip")), Some((4, 7)));
+        assert_eq!(
+            at(index.locate_scalar_below("top.list", "b")),
+            Some((5, 14))
+        );
+        assert_eq!(index.locate_scalar_below("other", "b"), None);
     }
 
     #[test]

@@ -96,17 +96,19 @@ impl Scenario {
     }
 
     fn parse_named(name: String, file: String, text: &str) -> Result<Scenario, ScenarioError> {
+        let index = PositionIndex::build(text);
         let raw: ScenarioFile = serde_yaml::from_str(text).map_err(|err| {
+            let message = serde_message(&err);
+            let location = err.location().map(|l| Location {
+                line: l.line(),
+                column: l.column(),
+            });
             ScenarioError::Invalid(vec![Diagnostic {
                 file: file.clone(),
-                location: err.location().map(|l| Location {
-                    line: l.line(),
-                    column: l.column(),
-                }),
-                message: serde_message(&err),
+                location: refine(&index, location, &message),
+                message,
             }])
         })?;
-        let index = PositionIndex::build(text);
         let mut problems = validate::Problems::default();
         let mut objects = Vec::with_capacity(raw.objects.len());
         for (i, value) in raw.objects.into_iter().enumerate() {
@@ -256,4 +258,27 @@ fn serde_message(err: &serde_yaml::Error) -> String {
         Some(cut) => text[..cut].to_owned(),
         None => text,
     }
+}
+
+/// serde_yaml points errors raised by a whole mapping or sequence (an unknown event key, a
+/// bad list element) at the container's start. When the message is `path: …` and names a
+/// `token` that is a key or a scalar inside that container, point at it instead.
+fn refine(index: &PositionIndex, at: Option<Location>, message: &str) -> Option<Location> {
+    let Some((path, rest)) = message.split_once(": ") else {
+        return at;
+    };
+    if path.contains(' ') {
+        return at;
+    }
+    let token = rest.split('`').nth(1).filter(|t| !t.is_empty());
+    let Some(token) = token else { return at };
+    let key = if path.is_empty() {
+        token.to_owned()
+    } else {
+        format!("{path}.{token}")
+    };
+    index
+        .locate_key(&key)
+        .or_else(|| index.locate_scalar_below(path, token))
+        .or(at)
 }
