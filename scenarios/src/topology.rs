@@ -33,7 +33,7 @@ pub struct PhysicalSite {
 impl PhysicalSite {
     /// Address of the site router on each underlay subnet (the first host address).
     pub fn router_ips(&self) -> Vec<IpAddr> {
-        self.underlay.iter().map(|c| first_host(c)).collect()
+        self.underlay.iter().map(first_host).collect()
     }
 }
 

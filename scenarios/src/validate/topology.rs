@@ -114,7 +114,7 @@ fn check_nodes(topo: &Topology, problems: &mut Problems) {
                     "internalIP {} is outside the underlay of site `{}` ({}): pick an address inside it",
                     node.internal_ip,
                     site.name,
-                    one_of(site.underlay.iter().map(|c| c.to_string()).collect::<Vec<_>>().iter().map(String::as_str))
+                    subnets(&site.underlay)
                 ),
             ),
             Some(subnet) => check_host_address(node.internal_ip, subnet, format!("{base}.internalIP"), problems),
@@ -166,6 +166,12 @@ fn check_nodes(topo: &Topology, problems: &mut Problems) {
         "node",
         problems,
     );
+}
+
+/// `10.1.0.0/24, 10.2.0.0/24` for a message.
+fn subnets(cidrs: &[Cidr]) -> String {
+    let all: Vec<String> = cidrs.iter().map(Cidr::to_string).collect();
+    all.join(", ")
 }
 
 /// The network address, the broadcast address and the site router's address are taken.
