@@ -117,3 +117,25 @@ fn cel_escape(pattern: &str) -> String {
 fn rule(expression: impl Into<String>, message: String) -> Rule {
     Rule::new(expression).message(Message::Message(message))
 }
+
+/// No two pod CIDR blocks of one Site overlap (counting each block against all blocks,
+/// itself included, so a block repeated in two assignments is caught too).
+pub fn pools_disjoint() -> Rule {
+    rule(
+        "!has(self.podCidrAssignments) || self.podCidrAssignments.all(a, a.cidrBlocks.all(c, !isCIDR(c) || \
+         self.podCidrAssignments.map(b, b.cidrBlocks.filter(d, isCIDR(d) && \
+         (cidr(c).containsCIDR(d) || cidr(d).containsCIDR(c))).size()).sum() == 1))",
+        "podCidrAssignments cidrBlocks must not overlap one another: each pod address may belong to one pool only"
+            .to_owned(),
+    )
+}
+
+/// Pod CIDR blocks do not overlap the Site's node CIDRs.
+pub fn pools_apart_from_nodes() -> Rule {
+    rule(
+        "!has(self.podCidrAssignments) || self.podCidrAssignments.all(a, a.cidrBlocks.all(c, !isCIDR(c) || \
+         self.nodeCidrs.all(n, !isCIDR(n) || !(cidr(c).containsCIDR(n) || cidr(n).containsCIDR(c)))))",
+        "podCidrAssignments cidrBlocks must not overlap nodeCidrs: pod and node addresses would collide"
+            .to_owned(),
+    )
+}

@@ -18,6 +18,10 @@ use super::{Conditions, HealthCheckSettings, TunnelProtocol};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = super::rules::pools_disjoint(),
+    validation = super::rules::pools_apart_from_nodes()
+)]
 pub struct SiteSpec {
     /// Node InternalIPs inside these prefixes belong to this Site.
     #[schemars(length(min = 1, max = 64), inner(length(max = 64)))]
