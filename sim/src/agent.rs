@@ -150,7 +150,7 @@ fn sim_targets(plan: &NodeDataplane) -> BTreeMap<String, unbounded_net::core::Pr
 }
 
 /// The agent host's software. Returns only on a fatal error.
-pub async fn run(node: String, obs: Shared) -> turmoil::Result {
+pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::Result {
     let cluster = SimCluster::new("api");
     let socket = UdpSocket::bind(("0.0.0.0", HEALTH_PROBE_PORT)).await?;
     // Adopt whatever the kernel holds (an agent restart keeps the machine's state).
@@ -178,7 +178,7 @@ pub async fn run(node: String, obs: Shared) -> turmoil::Result {
         if caches.synced() && generation.get() != planned_generation {
             planned_generation = generation.get();
             let snap = caches.snapshot();
-            let index = PlanIndex::new(&snap, PlanSettings::default());
+            let index = PlanIndex::new(&snap, settings);
             match plan_node(&index, &node) {
                 Ok(p) => {
                     table.sync(&sim_targets(&p.dataplane), now);

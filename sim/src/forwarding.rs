@@ -23,6 +23,8 @@ pub struct Hop {
     pub underlay: IpAddr,
     /// Route MTU at the forwarding node.
     pub mtu: u32,
+    /// How many usable ECMP members the forwarding node chose from.
+    pub choices: usize,
 }
 
 /// What became of a packet.
@@ -154,6 +156,7 @@ pub fn trace(
             encap: nh.encap,
             underlay: nh.underlay,
             mtu: route.mtu,
+            choices: candidates.len(),
         });
         at = nh.peer.clone();
     }

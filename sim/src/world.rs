@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use unbounded_net::cluster::{Cluster, InMemoryCluster};
-use unbounded_net::core::{NodeFacts, Snapshot};
+use unbounded_net::core::{NodeFacts, PlanSettings, Snapshot};
 use unbounded_scenario::{Event, GatewayTarget, KubeObject, Scenario};
 
 use crate::api::{WriteLedger, serve};
@@ -169,8 +169,15 @@ impl Run<'_> {
             self.sim.bounce(name);
         } else {
             self.registered.insert(name.to_string());
-            self.sim
-                .host(name, move || crate::agent::run(node.clone(), obs.clone()));
+            // The agent reads its underlay MTU from its own NIC: the site's MTU here.
+            let settings = PlanSettings {
+                underlay_mtu: self.scenario.site(&n.site).map(|s| s.mtu).unwrap_or(1500),
+                ..PlanSettings::default()
+            };
+            self.sim.host(name, move || {
+                crate::agent::run(node.clone(), obs.clone(), settings)
+            });
+            self.wire_host(name);
         }
         self.joins += 1;
     }
@@ -195,7 +202,13 @@ impl Run<'_> {
 
     /// Partitions or repairs every host pair whose reachability changed.
     fn apply_reach(&mut self, hosts_before: &Reach) {
-        let hosts: Vec<String> = self.reach.site_of.keys().cloned().collect();
+        let hosts: Vec<String> = self
+            .reach
+            .site_of
+            .keys()
+            .filter(|h| self.registered.contains(*h))
+            .cloned()
+            .collect();
         let sites: Vec<String> = self
             .scenario
             .topology
@@ -219,31 +232,46 @@ impl Run<'_> {
         }
     }
 
-    fn set_link_properties(&mut self) {
-        let hosts: Vec<(String, String)> = self
+    /// Latency and loss of the scenario's links, and the current partitions, between `host`
+    /// and every other registered host.
+    fn wire_host(&mut self, host: &str) {
+        let Some(site) = self.reach.site_of.get(host).cloned() else {
+            return;
+        };
+        let others: Vec<(String, String)> = self
             .reach
             .site_of
             .iter()
+            .filter(|(h, _)| self.registered.contains(*h) && h.as_str() != host)
             .map(|(h, s)| (h.clone(), s.clone()))
             .collect();
-        if hosts.len() > 400 {
-            return; // pairwise link settings are quadratic; large runs use the global latency
-        }
-        for link in &self.scenario.topology.links {
-            for (i, (a, sa)) in hosts.iter().enumerate() {
-                for (b, sb) in &hosts[i + 1..] {
-                    if sa != sb && link.joins(sa) && link.joins(sb) {
-                        self.sim
-                            .set_link_latency(a.as_str(), b.as_str(), link.latency.as_std());
-                        if link.loss_percent > 0.0 {
-                            self.sim.set_link_fail_rate(
-                                a.as_str(),
-                                b.as_str(),
-                                link.loss_percent / 100.0,
-                            );
-                        }
+        // Pairwise settings are quadratic in hosts; large runs keep the global latency.
+        let pairwise = self.reach.site_of.len() <= 400;
+        for (other, osite) in &others {
+            if pairwise && *osite != site {
+                if let Some(link) = self
+                    .scenario
+                    .topology
+                    .links
+                    .iter()
+                    .find(|l| l.joins(&site) && l.joins(osite))
+                {
+                    self.sim.set_link_latency(
+                        host,
+                        other.as_str(),
+                        link.latency.as_std().max(Duration::from_millis(1)),
+                    );
+                    if link.loss_percent > 0.0 {
+                        self.sim.set_link_fail_rate(
+                            host,
+                            other.as_str(),
+                            link.loss_percent / 100.0,
+                        );
                     }
                 }
+            }
+            if !self.reach.hosts_connected(host, other) {
+                self.sim.partition(host, other.as_str());
             }
         }
     }
@@ -317,6 +345,7 @@ impl Run<'_> {
             .reach
             .site_of
             .iter()
+            .filter(|(h, _)| self.registered.contains(*h))
             .map(|(h, s)| (h.clone(), s.clone()))
             .collect();
         for (x, sx) in &hosts {
@@ -356,11 +385,15 @@ impl Run<'_> {
             GatewayTarget::Carrying(flow) => {
                 let traced = self.trace_flow(flow)?;
                 let dst = &self.scenario.flow(flow)?.to;
+                let is_gw =
+                    |n: &str| n != dst && self.scenario.node(n).is_some_and(|x| x.is_gateway());
+                // Prefer a gateway chosen out of an ECMP set, so a failover is really exercised.
                 traced
                     .hops
                     .iter()
+                    .find(|h| is_gw(&h.to) && h.choices > 1)
+                    .or_else(|| traced.hops.iter().find(|h| is_gw(&h.to)))
                     .map(|h| h.to.clone())
-                    .find(|n| n != dst && self.scenario.node(n).is_some_and(|x| x.is_gateway()))
             }
         }
     }
@@ -668,12 +701,6 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
     for n in &initial {
         r.start_node(n);
     }
-    r.set_link_properties();
-    let before = Reach::default();
-    let mut whole = r.reach.clone();
-    whole.cut.clear();
-    let _ = before;
-    r.apply_reach(&whole);
 
     let mut violation = None;
     let mut next_check = Duration::ZERO;
