@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use unbounded_net::api::validation::validate_manifest;
 use unbounded_net::api::{
     GatewayPool, GatewayPoolPeering, Site, SiteGatewayPoolAssignment, SitePeering,
 };
@@ -112,16 +113,27 @@ impl Scenario {
         let mut problems = validate::Problems::default();
         let mut objects = Vec::with_capacity(raw.objects.len());
         for (i, value) in raw.objects.into_iter().enumerate() {
+            let at = |path: &str| {
+                if path.is_empty() {
+                    format!("objects[{i}]")
+                } else {
+                    format!("objects[{i}].{path}")
+                }
+            };
             match parse_object(&value) {
-                Ok(object) => objects.push(Manifest { value, object }),
+                Ok(object) => {
+                    // The CRD schema and CEL rules, as the API server would apply them.
+                    for err in validate_manifest(&value) {
+                        problems.at(
+                            at(&err.path),
+                            format!("{} `{}`: {err}", object.kind(), object.name()),
+                        );
+                    }
+                    objects.push(Manifest { value, object });
+                }
                 Err(found) => {
                     for p in found {
-                        let path = if p.path.is_empty() {
-                            format!("objects[{i}]")
-                        } else {
-                            format!("objects[{i}].{}", p.path)
-                        };
-                        problems.at(path, p.message);
+                        problems.at(at(&p.path), p.message);
                     }
                 }
             }

@@ -148,6 +148,27 @@ const CASES: &[Case] = &[
         message: "names GatewayPool `pools`, which no GatewayPool in `objects` defines",
     },
     Case {
+        what: "object the CRD schema rejects",
+        edits: &[(
+            "gatewayPools: [pool]}",
+            "gatewayPools: [pool], tunnelMTU: ⟦100}",
+        )],
+        message: "SiteGatewayPoolAssignment `a`: spec.tunnelMTU: Invalid value",
+    },
+    Case {
+        what: "duplicate in a set-typed list of an object",
+        edits: &[("gatewayPools: [pool]}", "gatewayPools: [pool, ⟦pool]}")],
+        message: "SiteGatewayPoolAssignment `a`: spec.gatewayPools[1]: Duplicate value",
+    },
+    Case {
+        what: "object a CEL rule rejects",
+        edits: &[(
+            "spec: {nodeCidrs: [10.1.0.0/24]}",
+            "spec: {nodeCidrs: ⟦[10.1.0.0/33]}",
+        )],
+        message: "Site `site-a`: spec.nodeCidrs: Invalid value: nodeCidrs entries must be CIDRs",
+    },
+    Case {
         what: "object of a kind the controller owns",
         edits: &[("    kind: Site\n", "    kind: ⟦SiteNodeSlice\n")],
         message: "SiteNodeSlice is written only by the controller",
