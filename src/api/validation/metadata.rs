@@ -65,10 +65,11 @@ pub(super) fn validate(metadata: Option<&Value>) -> Vec<FieldError> {
     match fields.get("name") {
         Some(Value::String(name)) if !name.is_empty() => errors.extend(check_name(name)),
         Some(Value::String(_)) | None | Some(Value::Null) => {
-            if !fields
+            let generated = fields
                 .get("generateName")
-                .is_some_and(|g| g.as_str().is_some_and(|g| !g.is_empty()))
-            {
+                .and_then(Value::as_str)
+                .is_some_and(|g| !g.is_empty());
+            if !generated {
                 errors.push(name_required());
             }
         }
