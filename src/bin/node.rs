@@ -1,5 +1,116 @@
-//! unbounded-net-node: per-node data plane agent (not yet built).
+//! unbounded-net-node: the per-node data plane agent (netlink dataplane).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("unbounded-net-node: the agent is not built yet (see the Node agent issue)")
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tracing::{error, info};
+use unbounded_net::cluster::KubeCluster;
+use unbounded_net::core::plan_index::PlanSettings;
+use unbounded_net::node::shell::{self, AgentConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DataplaneKind {
+    /// Per-peer tunnel devices and kernel (multipath) routes.
+    Netlink,
+    /// TC eBPF with LPM maps (its own issue; not in this build).
+    Ebpf,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "unbounded-net-node", about = "unbounded-net node agent")]
+struct Args {
+    /// Name of the Node this agent runs on ($NODE_NAME when absent).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Host directory for the WireGuard private key (mode 0600) and agent state.
+    #[arg(long, default_value = "/var/lib/unbounded-net")]
+    state_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "netlink")]
+    dataplane: DataplaneKind,
+    /// Remove everything the agent created (tunnels, routes, WireGuard, bridge, masquerade,
+    /// CNI config, key) and exit.
+    #[arg(long)]
+    cleanup: bool,
+    /// kubeconfig file; in-cluster service account (or $KUBECONFIG) when absent.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Overwrite a CNI config at our path that another CNI wrote.
+    #[arg(long)]
+    force_cni: bool,
+    #[arg(long, default_value = "unbounded-wg0")]
+    wireguard_device: String,
+    /// Use userspace WireGuard (boringtun) even if the kernel has WireGuard.
+    #[arg(long)]
+    userspace_wireguard: bool,
+    /// Seconds between reads of the cluster.
+    #[arg(long, default_value_t = 10)]
+    resync_seconds: u64,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9102")]
+    metrics_addr: SocketAddr,
+    /// MTU of the physical network.
+    #[arg(long, default_value_t = 1500)]
+    underlay_mtu: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // JSON logs on stderr (stdout stays free of anything but logs' absence).
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let node_name = args
+        .node_name
+        .clone()
+        .or_else(|| std::env::var("NODE_NAME").ok())
+        .context("--node-name (or $NODE_NAME) is required")?;
+    if matches!(args.dataplane, DataplaneKind::Ebpf) {
+        anyhow::bail!("--dataplane ebpf is not part of this build; use --dataplane netlink");
+    }
+    let cfg = AgentConfig {
+        node_name: node_name.clone(),
+        state_dir: args.state_dir.clone(),
+        cni_conf_dir: args.cni_conf_dir.clone(),
+        force_cni: args.force_cni,
+        wireguard_device: args.wireguard_device.clone(),
+        force_userspace_wireguard: args.userspace_wireguard,
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+        metrics_addr: args.metrics_addr,
+        plan_settings: PlanSettings {
+            underlay_mtu: args.underlay_mtu,
+            ..PlanSettings::default()
+        },
+    };
+    if args.cleanup {
+        let errors = shell::cleanup(&cfg).await;
+        for e in &errors {
+            error!(error = %e, "cleanup step failed");
+        }
+        anyhow::ensure!(errors.is_empty(), "{} cleanup step(s) failed", errors.len());
+        info!("cleanup complete");
+        return Ok(());
+    }
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    info!(node = %node_name, "starting");
+    shell::run(KubeCluster::new(client, "unbounded-net-node"), cfg).await?;
+    Ok(())
 }

@@ -14,9 +14,11 @@ pub mod cni;
 pub mod dataplane;
 pub mod kernel;
 pub mod masquerade;
+pub mod metrics;
 pub mod netlink;
 pub mod probe;
 pub mod render;
+pub mod shell;
 pub mod wireguard;
 
 pub use dataplane::{Dataplane, Reconciler, RecordingDataplane};

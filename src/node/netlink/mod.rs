@@ -89,6 +89,14 @@ impl NetlinkDataplane {
         Ok(links)
     }
 
+    /// Deletes a link by name; absent is fine (for `--cleanup`).
+    pub async fn delete_link_by_name(&mut self, name: &str) -> Result<(), String> {
+        match links::index_of(&self.handle, name).await {
+            Ok(i) => links::delete(&self.handle, i).await,
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Removes every tunnel device and route the agent owns (for `--cleanup`).
     pub async fn remove_all(&mut self) -> Result<ApplyReport, DataplaneError> {
         let current = self.read().await?;

@@ -106,6 +106,11 @@ impl ProbeTable {
         self.peers.values().map(|(_, p)| p.next_deadline()).min()
     }
 
+    /// Names of the probed peers.
+    pub fn peers(&self) -> Vec<String> {
+        self.peers.keys().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.peers.len()
     }
