@@ -170,11 +170,8 @@ fn members(scenario: &Scenario, members: &Members, path: &str, problems: &mut Pr
     };
     for (j, name) in names.iter().enumerate() {
         if scenario.node(name).is_none() && scenario.site(name).is_none() {
-            let at = if names.len() == 1 {
-                path.to_owned()
-            } else {
-                format!("{path}[{j}]")
-            };
+            // A bare name has no `[j]` entry in the position index; it falls back to the field.
+            let at = format!("{path}[{j}]");
             problems.at(at, format!("unknown node or site `{name}`: name a node or site of the topology, or write `all`"));
         }
     }
@@ -197,11 +194,7 @@ fn hops(scenario: &Scenario, flow: &Flow, hops: &[Hop], base: &str, problems: &m
             Members::Named(names) => {
                 for (k, name) in names.iter().enumerate() {
                     if scenario.node(name).is_none() {
-                        let path = if names.len() == 1 {
-                            format!("{at}.to")
-                        } else {
-                            format!("{at}.to[{k}]")
-                        };
+                        let path = format!("{at}.to[{k}]");
                         problems.at(path, unknown_node(scenario, name));
                     }
                 }
