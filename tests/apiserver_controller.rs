@@ -306,11 +306,7 @@ async fn exhausted_pool_sets_condition_and_event_and_controller_keeps_going() {
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
 
     // Still alive, healthy, and still allocating elsewhere.
-    assert!(
-        controller.is_running(),
-        "controller died:\n{}",
-        controller.log_tail()
-    );
+    assert!(controller.is_running(), "controller thread ended");
     let (status, _) = controller.get("/healthz").expect("healthz answers");
     assert!(status.contains("200"), "{status}");
     create_nodes(&nodes, &[node("r-0", "10.8.0.1", json!({}), None)]).await;
@@ -400,5 +396,5 @@ async fn standby_takes_over_and_finishes_allocations_without_overlap() {
         "takeover took {took:?}"
     );
     assert_disjoint(&all);
-    assert!(standby.is_running(), "{}", standby.log_tail());
+    assert!(standby.is_running(), "standby died");
 }

@@ -1,21 +1,27 @@
-//! The controller binary as a child process of a test, pointed at a [`ControlPlane`]; killed by
-//! PID on drop. Also small polling helpers shared by the controller tests.
+//! A controller replica for tests, pointed at a [`ControlPlane`]: the real controller code
+//! (kube-rs seam, leader election, reconcile loop, health endpoint) on its own thread and
+//! tokio runtime. `kill` drops the runtime mid-flight — to the API server that is a crash: no
+//! Lease release, requests cut. (In-process rather than the binary because the shared
+//! `target/` directory is rebuilt concurrently by other builds.)
 
 #![allow(dead_code)] // reason: each test binary uses a different subset
 
-use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use unbounded_net::cluster::KubeCluster;
+use unbounded_net::controller::{Controller, ControllerSettings, SystemClock, http};
 
 use super::apiserver::{ControlPlane, free_port};
 
 /// One controller replica.
 pub struct ControllerProcess {
-    child: Option<Child>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
     pub identity: String,
     pub metrics_port: u16,
-    pub log: PathBuf,
 }
 
 /// Lease timings used by the tests: a standby takes over within `LEASE_SECONDS`.
@@ -23,42 +29,78 @@ pub const LEASE_SECONDS: u64 = 4;
 
 impl ControllerProcess {
     pub fn start(cp: &ControlPlane, identity: &str) -> Self {
+        // Controller logs go to the test's captured output (shown when it fails).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("unbounded_net=info")
+            .try_init();
         let metrics_port = free_port();
-        let log = cp.dir().join(format!("controller-{identity}.log"));
-        let file = fs::File::create(&log).expect("controller log file");
-        // Lease and events live in namespaces that must exist.
+        // The Lease lives in a namespace that must exist.
         let _ = cp.kubectl(&["create", "namespace", "unbounded-net"]);
-        let child = Command::new(env!("CARGO_BIN_EXE_unbounded-net-controller"))
-            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
-            .arg(format!("--listen=127.0.0.1:{metrics_port}"))
-            .arg(format!("--identity={identity}"))
-            .arg("--lease-namespace=unbounded-net")
-            .arg(format!("--lease-duration-seconds={LEASE_SECONDS}"))
-            .arg("--renew-seconds=1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file)
-            .spawn()
-            .expect("start unbounded-net-controller");
+        let kubeconfig = cp.kubeconfig.clone();
+        let settings = ControllerSettings {
+            identity: identity.to_string(),
+            lease_namespace: "unbounded-net".into(),
+            lease_duration: Duration::from_secs(LEASE_SECONDS),
+            renew_interval: Duration::from_secs(1),
+            debounce: Duration::from_millis(100),
+            ..ControllerSettings::default()
+        };
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("controller runtime");
+            rt.spawn(async move {
+                let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
+                let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .expect("client config");
+                let client = kube::Client::try_from(config).expect("client");
+                let controller = Controller::new(
+                    KubeCluster::new(client, "unbounded-net-controller"),
+                    settings,
+                    Arc::new(SystemClock),
+                );
+                let addr = ([127, 0, 0, 1], metrics_port).into();
+                let (_bound, _server) =
+                    http::serve(addr, controller.metrics.clone(), controller.store.clone())
+                        .await
+                        .expect("health endpoint");
+                let _ = ready_tx.send(());
+                // Never asked to shut down gracefully: tests kill it.
+                let (_keep, never) = tokio::sync::watch::channel(false);
+                controller.run(never).await;
+            });
+            let _ = stopped.recv();
+            rt.shutdown_background();
+        });
+        ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("controller came up");
         Self {
-            child: Some(child),
+            stop: Some(stop),
+            thread: Some(thread),
             identity: identity.to_string(),
             metrics_port,
-            log,
         }
     }
 
-    /// SIGKILL, as when a node dies: no Lease release.
+    /// Crash: the runtime is dropped with every task in it; the Lease is not released.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// GET a path of the health/metrics endpoint: (status line, body).
@@ -80,12 +122,6 @@ impl ControllerProcess {
             let (k, v) = l.split_once(' ')?;
             (k == name).then(|| v.trim().parse().ok())?
         })
-    }
-
-    pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 }
 
