@@ -111,6 +111,35 @@ impl Node {
         labels
     }
 
+    /// The Kubernetes Node the runners create for this machine: name, labels
+    /// ([`Node::kube_labels`]) and its InternalIP / ExternalIP addresses.
+    pub fn kube_node(&self) -> k8s_openapi::api::core::v1::Node {
+        use k8s_openapi::api::core::v1::{NodeAddress, NodeSpec, NodeStatus};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let mut addresses = vec![NodeAddress {
+            type_: "InternalIP".to_owned(),
+            address: self.internal_ip.to_string(),
+        }];
+        if let Some(external) = self.external_ip {
+            addresses.push(NodeAddress {
+                type_: "ExternalIP".to_owned(),
+                address: external.to_string(),
+            });
+        }
+        k8s_openapi::api::core::v1::Node {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                labels: Some(self.kube_labels()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(NodeSpec::default()),
+            status: Some(NodeStatus {
+                addresses: Some(addresses),
+                ..NodeStatus::default()
+            }),
+        }
+    }
+
     /// True when every selector entry is among the node's Kubernetes labels.
     pub fn matches_selector(&self, selector: &BTreeMap<String, String>) -> bool {
         let labels = self.kube_labels();

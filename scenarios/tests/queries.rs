@@ -59,6 +59,42 @@ fn expressroute_topology_queries() {
         Some("true")
     );
     assert!(s.node("azure-w1").unwrap().kube_labels().is_empty());
+
+    let node = gw.kube_node();
+    assert_eq!(node.metadata.name.as_deref(), Some("azure-gw1"));
+    let addresses: Vec<(String, String)> = node
+        .status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| (a.type_, a.address))
+        .collect();
+    assert_eq!(
+        addresses,
+        [
+            ("InternalIP".to_owned(), "10.20.0.21".to_owned()),
+            ("ExternalIP".to_owned(), "203.0.113.21".to_owned())
+        ]
+    );
+}
+
+#[test]
+fn explicit_gateway_label_wins_over_the_role() {
+    let text = std::fs::read_to_string(format!("{}/expressroute.yaml", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+        .replace(
+            "externalIP: 203.0.113.22, role: gateway}",
+            "externalIP: 203.0.113.22, role: gateway, labels: {unbounded-cloud.io/unbounded-net-gateway: \"false\"}}",
+        );
+    let s = Scenario::parse("expressroute.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let labels = s.node("azure-gw2").unwrap().kube_labels();
+    assert_eq!(labels.get(GATEWAY_LABEL).map(String::as_str), Some("false"));
+    let pool = s.gateway_pools().next().unwrap();
+    let members: Vec<&str> = s
+        .nodes_matching(&pool.spec.node_selector)
+        .map(|n| n.name.as_str())
+        .collect();
+    assert_eq!(members, ["azure-gw1"]);
 }
 
 #[test]
