@@ -255,6 +255,49 @@ const CASES: &[Case] = &[
         message: "gateway `a-gw1` is not crashed here",
     },
     Case {
+        what: "joining a node that is already present",
+        edits: &[(
+            "  - {at: 9s, gatewayRestart: a-gw1}\n",
+            "  - {at: 9s, gatewayRestart: a-gw1}\n  - {at: 10s, nodeJoin: ⟦b-w1}\n",
+        )],
+        message: "node `b-w1` is already in the cluster here: set `present: false`",
+    },
+    Case {
+        what: "partition naming an unknown site",
+        edits: &[(
+            "  - {at: 9s, gatewayRestart: a-gw1}\n",
+            "  - {at: 9s, gatewayRestart: a-gw1}\n  - {at: 10s, partition: [[site-a], [⟦site-x]]}\n",
+        )],
+        message: "unknown site or node `site-x`",
+    },
+    Case {
+        what: "healing a partition that never happened",
+        edits: &[(
+            "  - {at: 9s, gatewayRestart: a-gw1}\n",
+            "  - {at: 9s, gatewayRestart: a-gw1}\n  - {at: 10s, partitionHeal: ⟦p1}\n",
+        )],
+        message: "no earlier partition is named `p1`",
+    },
+    Case {
+        what: "healing a link that is up",
+        edits: &[(
+            "  - {at: 9s, gatewayRestart: a-gw1}\n",
+            "  - {at: 9s, gatewayRestart: a-gw1}\n  - {at: 10s, linkHeal: ⟦internet}\n",
+        )],
+        message: "link `internet` is not cut here",
+    },
+    Case {
+        what: "failover timed from an event that takes nothing away",
+        edits: &[
+            (
+                "{at: 9s, gatewayRestart",
+                "{at: 9s, name: back, gatewayRestart",
+            ),
+            ("after: kill,", "after: ⟦back,"),
+        ],
+        message: "event `back` (gatewayRestart) takes nothing away",
+    },
+    Case {
         what: "failover of a flow without a rate",
         edits: &[
             (", rate: 100}", "}"),
@@ -404,6 +447,23 @@ fn a_broken_expressroute_fails_with_line_and_column() {
             "expected {prefix}…{message}…, got {first}"
         );
     }
+}
+
+#[test]
+fn an_empty_file_says_what_is_missing() {
+    let found = diagnostics("empty.yaml", "");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].to_string().starts_with("empty.yaml:"),
+        "{}",
+        found[0]
+    );
+    let found = diagnostics("no-topology.yaml", "kernel: host\n");
+    assert!(
+        found[0].message.contains("missing field `topology`"),
+        "{}",
+        found[0]
+    );
 }
 
 #[test]
