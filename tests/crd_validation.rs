@@ -161,3 +161,130 @@ fn every_cel_rule_is_exercised_by_the_corpus() {
         "no invalid manifest triggers these CEL rules; add one under tests/data/invalid: {missing:#?}"
     );
 }
+
+/// A structural constraint: kind, field path with list indexes written `[]`, keyword.
+type Constraint = (String, String, &'static str);
+
+/// Every structural constraint under `spec` of every CRD.
+fn schema_constraints() -> BTreeSet<Constraint> {
+    fn walk(kind: &str, node: &serde_json::Value, path: &str, out: &mut BTreeSet<Constraint>) {
+        let mut add = |keyword: &'static str| {
+            out.insert((kind.to_owned(), path.to_owned(), keyword));
+        };
+        for keyword in [
+            "minimum",
+            "maximum",
+            "minLength",
+            "maxLength",
+            "minItems",
+            "maxItems",
+            "maxProperties",
+            "pattern",
+            "enum",
+        ] {
+            if node.get(keyword).is_some() {
+                add(keyword);
+            }
+        }
+        if node["x-kubernetes-list-type"] == "set" {
+            add("set");
+        }
+        if let Some(required) = node["required"].as_array() {
+            for field in required.iter().filter_map(|f| f.as_str()) {
+                out.insert((kind.to_owned(), format!("{path}.{field}"), "required"));
+            }
+        }
+        if let Some(props) = node["properties"].as_object() {
+            for (key, child) in props {
+                walk(kind, child, &format!("{path}.{key}"), out);
+            }
+        }
+        if node["items"].is_object() {
+            walk(kind, &node["items"], &format!("{path}[]"), out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    for crd in unbounded_net::api::all_crds() {
+        let kind = crd.spec.names.kind.clone();
+        let crd = serde_json::to_value(&crd).expect("CRD serialises");
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        out.insert((kind.clone(), "spec".to_owned(), "required"));
+        walk(&kind, &root["properties"]["spec"], "spec", &mut out);
+    }
+    out
+}
+
+/// The constraint an error message reports, if it is a structural one.
+fn constraint_of(kind: &str, error: &FieldError) -> Option<Constraint> {
+    let path = indexes_elided(&error.path);
+    let m = error.message.as_str();
+    let keyword = if m.contains("should be less than or equal to") {
+        "maximum"
+    } else if m.contains("should be greater than or equal to") {
+        "minimum"
+    } else if m.contains("chars long") {
+        "minLength"
+    } else if m.starts_with("Too long:") {
+        "maxLength"
+    } else if m.contains("should have at least") {
+        "minItems"
+    } else if m.starts_with("Too many:") {
+        // Lists and maps word it alike; the schema tells them apart.
+        return Some((kind.to_owned(), path, "maxItems|maxProperties"));
+    } else if m.contains("should match") {
+        "pattern"
+    } else if m.starts_with("Unsupported value:") {
+        "enum"
+    } else if m.starts_with("Required value") {
+        "required"
+    } else if m.starts_with("Duplicate value:") {
+        let list = path.strip_suffix("[]").unwrap_or(&path).to_owned();
+        return Some((kind.to_owned(), list, "set"));
+    } else {
+        return None;
+    };
+    Some((kind.to_owned(), path, keyword))
+}
+
+fn indexes_elided(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[test]
+fn every_schema_constraint_is_exercised_by_the_corpus() {
+    let mut hit = BTreeSet::new();
+    for path in corpus("invalid") {
+        let (_, manifest) = load(&path);
+        let kind = manifest["kind"].as_str().unwrap_or_default().to_owned();
+        for error in validate_manifest(&manifest) {
+            if let Some((k, p, keyword)) = constraint_of(&kind, &error) {
+                for keyword in keyword.split('|') {
+                    hit.insert((k.clone(), p.clone(), keyword.to_owned()));
+                }
+            }
+        }
+    }
+    let missing: Vec<String> = schema_constraints()
+        .into_iter()
+        .filter(|(k, p, keyword)| !hit.contains(&(k.clone(), p.clone(), (*keyword).to_owned())))
+        .map(|(k, p, keyword)| format!("{k} {p} {keyword}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "no invalid manifest under tests/data/invalid violates these schema constraints; add \
+         one each: {missing:#?}"
+    );
+}
