@@ -43,9 +43,12 @@ pub fn decide(
         Some(h) if h == me => Decision::Renew,
         None | Some("") => Decision::Acquire,
         Some(_) => {
+            // The holder's declared duration governs; a missing or non-positive one falls
+            // back to ours rather than meaning "expired at once".
             let duration = spec
                 .lease_duration_seconds
                 .and_then(|s| u64::try_from(s).ok())
+                .filter(|s| *s > 0)
                 .map(Duration::from_secs)
                 .unwrap_or(default_duration);
             if unchanged_for >= duration {
@@ -161,7 +164,14 @@ impl<C: Cluster> LeaderElector<C> {
         let now = self.now();
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.duration.as_secs().try_into().unwrap_or(i32::MAX)),
+            // Whole seconds, rounded up: a sub-second duration must not be written as 0.
+            lease_duration_seconds: Some(
+                self.duration
+                    .as_secs_f64()
+                    .ceil()
+                    .max(1.0)
+                    .min(f64::from(i32::MAX)) as i32,
+            ),
             acquire_time: Some(now.clone()),
             renew_time: Some(now),
             lease_transitions: Some(old.and_then(|s| s.lease_transitions).unwrap_or(0) + 1),
@@ -228,6 +238,11 @@ mod tests {
         assert_eq!(
             decide(Some(&other), "a", Duration::from_secs(10), d),
             Decision::Acquire
+        );
+        // A zero duration is not "always expired".
+        assert_eq!(
+            decide(Some(&held_by("b", 0)), "a", Duration::from_secs(1), d),
+            Decision::Wait
         );
         let released = LeaseSpec::default();
         assert_eq!(

@@ -163,7 +163,7 @@ impl<C: Cluster> Controller<C> {
         let renew_deadline = settings.lease_duration.mul_f32(2.0 / 3.0);
         let election_metrics = metrics.clone();
         let mut election_shutdown = shutdown.clone();
-        let election = tokio::spawn(async move {
+        let mut election = AbortOnDrop(tokio::spawn(async move {
             let mut last_ok = tokio::time::Instant::now();
             loop {
                 let held = match elector.step().await {
@@ -185,7 +185,7 @@ impl<C: Cluster> Controller<C> {
             }
             leading_tx.send_replace(false);
             elector.release().await;
-        });
+        }));
 
         let reconciler = Reconciler {
             writer: Writer {
@@ -264,7 +264,20 @@ impl<C: Cluster> Controller<C> {
                 store.notify();
             }
         }
-        let _ = election.await;
+        let _ = (&mut election.0).await;
         tasks.abort_all();
     }
 }
+
+/// Aborts the task when dropped: if the controller future itself is dropped (a crash in the
+/// simulator, a test killing a replica), its Lease renewals stop with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;
