@@ -190,6 +190,11 @@ impl Scenario {
         self.topology.link_between(a, b)
     }
 
+    /// Site hosting the API server and the controller replicas.
+    pub fn control_plane_site(&self) -> &str {
+        self.topology.control_plane_site()
+    }
+
     /// Nodes in the cluster at the start (`present: true`).
     pub fn initial_nodes(&self) -> impl Iterator<Item = &Node> {
         self.topology.nodes.iter().filter(|n| n.present)

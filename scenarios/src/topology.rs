@@ -16,6 +16,10 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     #[serde(default)]
     pub links: Vec<Link>,
+    /// Site whose network hosts the API server and the controller replicas (default: the
+    /// first site). Partitions and cuts that separate a node from it cut the node off the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_site: Option<String>,
 }
 
 /// A physical location with its own underlay network behind one router.
@@ -243,6 +247,14 @@ impl Topology {
                 .min()
                 .unwrap_or_else(default_mtu)
         })
+    }
+
+    /// Site hosting the API server and controllers: `controlPlaneSite`, else the first site.
+    pub fn control_plane_site(&self) -> &str {
+        self.control_plane_site
+            .as_deref()
+            .or_else(|| self.sites.first().map(|s| s.name.as_str()))
+            .unwrap_or_default()
     }
 
     /// The site a node sits in.

@@ -181,6 +181,11 @@ const CASES: &[Case] = &[
         )],
         message: "link `private` is private",
     },
+    Case {
+        what: "control plane in an unknown site",
+        edits: &[("  links:\n", "  controlPlaneSite: ⟦site-q\n  links:\n")],
+        message: "unknown site `site-q`: use one of site-a, site-b",
+    },
     // ---- impossible topologies ----
     Case {
         what: "node IP outside its site's underlay",

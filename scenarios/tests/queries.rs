@@ -166,6 +166,11 @@ fn gateway_failover_timeline() {
 #[test]
 fn late_joiners_are_not_initial_nodes() {
     let s = load("nat-edge");
+    assert_eq!(
+        s.control_plane_site(),
+        "site-core",
+        "defaults to the first site"
+    );
     assert!(s.initial_nodes().all(|n| n.name != "edge-w3"));
     assert_eq!(s.initial_nodes().count(), s.topology.nodes.len() - 1);
 }

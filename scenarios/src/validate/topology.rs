@@ -10,6 +10,17 @@ use crate::values::Cidr;
 const MTU_RANGE: std::ops::RangeInclusive<u32> = 576..=9000;
 
 pub fn check(topo: &Topology, problems: &mut Problems) {
+    if let Some(site) = &topo.control_plane_site
+        && topo.site(site).is_none()
+    {
+        problems.at(
+            "topology.controlPlaneSite",
+            format!(
+                "unknown site `{site}`: use one of {}",
+                one_of(topo.sites.iter().map(|s| s.name.as_str()))
+            ),
+        );
+    }
     check_sites(topo, problems);
     check_nodes(topo, problems);
     check_links(topo, problems);
