@@ -479,3 +479,37 @@ fn a_missing_file_names_the_path() {
         "{err}"
     );
 }
+
+/// Dropping any single line of a shipped scenario never panics: it parses, or every problem
+/// it reports carries a location.
+#[test]
+fn dropping_any_line_never_panics_and_errors_are_located() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/gateway-failover.yaml");
+    let original = std::fs::read_to_string(path).expect("gateway-failover.yaml is readable");
+    let lines: Vec<&str> = original.lines().collect();
+    let mut rejected = 0;
+    for skip in 0..lines.len() {
+        let text: String = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect();
+        if let Err(err) = Scenario::parse("cut.yaml", &text) {
+            rejected += 1;
+            for d in err.diagnostics() {
+                assert!(
+                    d.location.is_some(),
+                    "line {} dropped: unlocated {d}",
+                    skip + 1
+                );
+            }
+        }
+    }
+    // Comments and optional fields may go; most lines may not.
+    assert!(
+        rejected > lines.len() / 3,
+        "only {rejected} of {} cuts rejected",
+        lines.len()
+    );
+}
