@@ -25,9 +25,20 @@ pub struct GatewayPoolSpec {
     /// External pools are reached over members' ExternalIPs; Internal over InternalIPs.
     #[serde(rename = "type")]
     pub pool_type: GatewayPoolType,
-    /// Nodes carrying all these labels are members.
-    #[schemars(extend("maxProperties" = 32))]
-    #[x_kube(validation = super::rules::non_empty_selector("nodeSelector"))]
+    /// Nodes carrying all these labels are members. Keys and values follow the Kubernetes
+    /// label syntax: a selector no node can carry would silently select nothing.
+    #[schemars(extend(
+        "maxProperties" = 32,
+        "additionalProperties" = {
+            "type": "string",
+            "maxLength": 63,
+            "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+        }
+    ))]
+    #[x_kube(
+        validation = super::rules::non_empty_selector("nodeSelector"),
+        validation = super::rules::label_keys("nodeSelector")
+    )]
     pub node_selector: BTreeMap<String, String>,
     /// Extra prefixes this pool routes to (beyond the pod CIDRs of its sites).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

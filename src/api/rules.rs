@@ -139,3 +139,15 @@ pub fn pools_apart_from_nodes() -> Rule {
             .to_owned(),
     )
 }
+
+/// Every key of a label map is a valid label key: an optional DNS-subdomain prefix and `/`,
+/// then a name of at most 63 characters (alphanumerics, `-`, `_`, `.`; alphanumeric ends).
+pub fn label_keys(field: &str) -> Rule {
+    rule(
+        "self.all(k, k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+        format!(
+            "{field} keys must be label keys such as unbounded-cloud.io/unbounded-net-gateway: \
+             an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.'"
+        ),
+    )
+}
