@@ -120,7 +120,7 @@ async fn one_node_write_per_join_and_slices_list_everyone() {
     assert_disjoint(&all);
     for (name, (label, cidrs)) in &all {
         let i: usize = name[1..].parse().expect("index");
-        let (site, pool) = if i % 2 == 0 {
+        let (site, pool) = if i.is_multiple_of(2) {
             ("a", "100.64.0.0/16")
         } else {
             ("b", "100.65.0.0/16")
