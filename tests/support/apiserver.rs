@@ -244,6 +244,25 @@ impl ControlPlane {
         .await
     }
 
+    /// A kubeconfig file for the admin certificate impersonating `user` in `groups`.
+    pub fn kubeconfig_as(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let text = fs::read_to_string(&self.kubeconfig).expect("read kubeconfig");
+        let groups: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+        let text = text.replace(
+            "    client-key:",
+            &format!(
+                "    as: \"{user}\"\n    as-groups: [{}]\n    client-key:",
+                groups.join(", ")
+            ),
+        );
+        let path = self
+            .dir
+            .0
+            .join(format!("kubeconfig-{}", user.replace(':', "_")));
+        fs::write(&path, text).expect("write kubeconfig");
+        path
+    }
+
     /// A client that authenticates with a bearer token (e.g. a service-account token).
     pub async fn client_with_token(&self, token: &str) -> Client {
         let text = format!(

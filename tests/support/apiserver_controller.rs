@@ -29,6 +29,11 @@ pub const LEASE_SECONDS: u64 = 4;
 
 impl ControllerProcess {
     pub fn start(cp: &ControlPlane, identity: &str) -> Self {
+        Self::start_with(cp, identity, cp.kubeconfig.clone())
+    }
+
+    /// A replica using `kubeconfig` (e.g. one impersonating the controller's service account).
+    pub fn start_with(cp: &ControlPlane, identity: &str, kubeconfig: std::path::PathBuf) -> Self {
         // Controller logs go to the test's captured output (shown when it fails).
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -37,7 +42,6 @@ impl ControllerProcess {
         let metrics_port = free_port();
         // The Lease lives in a namespace that must exist.
         let _ = cp.kubectl(&["create", "namespace", "unbounded-net"]);
-        let kubeconfig = cp.kubeconfig.clone();
         let settings = ControllerSettings {
             identity: identity.to_string(),
             lease_namespace: "unbounded-net".into(),
