@@ -6,9 +6,13 @@
 //! - [`pods`]: test pods attached by the real CNI plugins;
 //! - [`doctor`]: what this machine can do.
 
+pub mod agent_host;
+pub mod capture;
 pub mod checks;
 pub mod cmd;
 pub mod doctor;
+pub mod embedded;
+pub mod events;
 pub mod lab;
 pub mod netns;
 pub mod pods;
@@ -16,5 +20,7 @@ pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod signals;
+pub mod timeline;
 pub mod topology;
 pub mod traffic;
+pub mod wireguard;

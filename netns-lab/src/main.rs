@@ -78,6 +78,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true)]
         command: Vec<String>,
     },
+    /// Classify every packet of a pcap file as the encapsulation checks do (debugging aid).
+    Classify { pcap: PathBuf },
     /// Build a scenario's lab, run its timeline and checks, print the results, tear down.
     Scenario {
         #[command(flatten)]
@@ -123,6 +125,13 @@ fn lab_options(opts: &RunOpts) -> lab::LabOptions {
 
 fn main() -> anyhow::Result<()> {
     signals::block();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     match cli.command {
         Cmd::Doctor { json } => {
@@ -141,10 +150,14 @@ fn main() -> anyhow::Result<()> {
                 .context("bringing the lab up")?;
             lab.print_summary();
             eprintln!(
-                "lab {name} is up: `netns-lab shell NODE --name {name}` to explore, `netns-lab down --name {name}` to remove it"
+                "lab {name} is up: `netns-lab shell NODE --name {name}` to explore; Ctrl-C here or `netns-lab down --name {name}` removes it"
             );
-            lab.detach();
-            Ok(())
+            // The control plane and agents live in this process: stay in the foreground until
+            // a signal, whose handler tears the lab down.
+            let _lab = lab;
+            loop {
+                std::thread::park();
+            }
         }
         Cmd::Down { name } => {
             let labs = match name {
@@ -153,7 +166,9 @@ fn main() -> anyhow::Result<()> {
             };
             let mut failed = false;
             for l in labs {
-                let errors = registry::Registry::load(&l)?.teardown();
+                let reg = registry::Registry::load(&l)?;
+                reg.stop_owner(std::time::Duration::from_secs(20));
+                let errors = reg.teardown();
                 for e in &errors {
                     eprintln!("down {l}: {e}");
                 }
@@ -162,6 +177,12 @@ fn main() -> anyhow::Result<()> {
             }
             if failed {
                 bail!("some lab resources could not be removed (see above)");
+            }
+            Ok(())
+        }
+        Cmd::Classify { pcap } => {
+            for w in netns_lab::capture::read_pcap(&pcap)? {
+                println!("{w:?}");
             }
             Ok(())
         }

@@ -47,6 +47,9 @@ pub struct LabState {
     pub pids: Vec<u32>,
     /// The scenario the lab was built from.
     pub scenario: Option<PathBuf>,
+    /// The `netns-lab` process that runs this lab's control plane and agents.
+    #[serde(default)]
+    pub owner_pid: Option<u32>,
 }
 
 /// Shared, persisted registry of one lab's resources. Cloning shares it.
@@ -96,6 +99,7 @@ impl Registry {
                 lab: lab.to_string(),
                 paths: vec![dir],
                 scenario,
+                owner_pid: Some(std::process::id()),
                 ..Default::default()
             })),
         };
@@ -186,6 +190,30 @@ impl Registry {
     pub fn teardown(&self) -> Vec<String> {
         let st = self.lock();
         teardown_state(&st)
+    }
+
+    /// Asks the process that owns the lab (a running `up` or `scenario`) to tear it down
+    /// itself, and waits for it to exit. Only that recorded PID is signalled, and only if it
+    /// is still a netns-lab process.
+    pub fn stop_owner(&self, wait: Duration) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let Some(pid) = self.lock().owner_pid else {
+            return;
+        };
+        if pid == std::process::id() {
+            return;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "netns-lab" {
+            return;
+        }
+        let p = Pid::from_raw(pid as i32);
+        let _ = kill(p, Signal::SIGTERM);
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline && kill(p, None).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -186,6 +186,17 @@ pub fn build(
         }
         progress.check_interrupt()?;
     }
+    for site in topo.sites.iter().filter(|s| !s.appliance_routes.is_empty()) {
+        let lines = site
+            .appliance_routes
+            .iter()
+            .map(|(prefix, via)| {
+                let hops: Vec<String> = via.iter().map(|v| format!("nexthop via {v}")).collect();
+                format!("route replace {prefix} {}", hops.join(" "))
+            })
+            .collect::<Vec<_>>();
+        cmd::ip_batch(&ns(&site.netns), &lines)?;
+    }
     Ok(())
 }
 

@@ -141,6 +141,7 @@ pub fn lab_topology(topo: &Topology, site_objects: &[Site]) -> Result<LabTopolog
             wan_ip: (!inet_links.is_empty()).then(|| nth(internet_range, 10 + idx as u32)),
             wan_netem,
             pod_pools: pools_of(topo, &s.name, site_objects),
+            appliance_routes: Vec::new(),
         });
     }
 
@@ -214,10 +215,84 @@ pub fn lab_topology(topo: &Topology, site_objects: &[Site]) -> Result<LabTopolog
             },
         });
     }
+    add_appliance_routes(&mut sites, &nodes, &private_links);
     Ok(LabTopology {
         sites,
         nodes,
         internet,
         private_links,
     })
+}
+
+/// The customer's routes for pods of sites outside a private-interconnect domain: a router
+/// whose site has gateways sends them to those gateways (ECMP); a router without gateways
+/// sends them over an interconnect toward a site that has some.
+fn add_appliance_routes(sites: &mut [SiteNet], nodes: &[NodeNet], links: &[PrivateLinkNet]) {
+    let linked = |a: &str| -> Vec<(String, Ipv4Addr)> {
+        links
+            .iter()
+            .filter_map(|l| {
+                if l.a == a {
+                    Some((l.b.clone(), l.b_ip))
+                } else if l.b == a {
+                    Some((l.a.clone(), l.a_ip))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    };
+    // Each site's private domain: sites reachable over interconnects (transitively).
+    let domain = |start: &str| -> Vec<String> {
+        let mut seen = vec![start.to_string()];
+        let mut i = 0;
+        while i < seen.len() {
+            for (n, _) in linked(&seen[i]) {
+                if !seen.contains(&n) {
+                    seen.push(n);
+                }
+            }
+            i += 1;
+        }
+        seen
+    };
+    let gateways = |site: &str| -> Vec<Ipv4Addr> {
+        nodes
+            .iter()
+            .filter(|n| n.site == site && n.gateway)
+            .map(|n| n.internal_ip)
+            .collect()
+    };
+    let all: Vec<(String, Vec<IpNet>)> = sites
+        .iter()
+        .map(|s| (s.name.clone(), s.pod_pools.clone()))
+        .collect();
+    for site in sites.iter_mut() {
+        let dom = domain(&site.name);
+        if dom.len() < 2 {
+            continue;
+        }
+        let own = gateways(&site.name);
+        let via = if !own.is_empty() {
+            own
+        } else {
+            // The first interconnect neighbour whose site has gateways.
+            linked(&site.name)
+                .into_iter()
+                .find(|(n, _)| !gateways(n).is_empty())
+                .map(|(_, ip)| vec![ip])
+                .unwrap_or_default()
+        };
+        if via.is_empty() {
+            continue;
+        }
+        for (other, pools) in &all {
+            if dom.contains(other) {
+                continue;
+            }
+            for p in pools {
+                site.appliance_routes.push((*p, via.clone()));
+            }
+        }
+    }
 }

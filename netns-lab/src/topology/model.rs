@@ -53,6 +53,9 @@ pub struct SiteNet {
     pub wan_netem: Netem,
     /// The site's pod CIDR pools, routed over private interconnects as a customer's BGP would.
     pub pod_pools: Vec<IpNet>,
+    /// Routes for pod pools of sites outside this site's private-interconnect domain, toward
+    /// gateway appliances (as a customer's user-defined routes do): prefix → nexthops (ECMP).
+    pub appliance_routes: Vec<(IpNet, Vec<Ipv4Addr>)>,
 }
 
 /// One node: a namespace with `eth0` on its site's underlay bridge.

@@ -1,0 +1,201 @@
+//! Timeline events acted out on the lab: a gateway crash is the machine going dark (its agent
+//! and WireGuard daemon killed, its underlay link down); an agent restart stops the agent and
+//! starts a new one that must adopt the kernel state without dropping flows.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use unbounded_scenario::{Event, GatewayTarget};
+
+use crate::capture::{Capture, Wire};
+use crate::cmd;
+use crate::lab::{Lab, LabError};
+use crate::registry;
+
+/// What earlier events did, for events that refer to them.
+#[derive(Debug, Default)]
+pub struct EventState {
+    /// Crash event name → the gateway it took down.
+    pub crashed_by: BTreeMap<String, String>,
+}
+
+/// The gateway carrying a flow right now: the one whose underlay port sees most of the
+/// flow's packets during half a second (its pod packets, or WireGuard data addressed to it).
+fn carrying_gateway(lab: &Lab, flow: &str) -> Result<String, LabError> {
+    let f = lab
+        .scenario
+        .flows
+        .iter()
+        .find(|f| f.name == flow)
+        .ok_or_else(|| unknown(flow))?;
+    let dst = lab.pods.get(&f.to).ok_or_else(|| unknown(&f.to))?.ip;
+    let dir = registry::lab_dir(&lab.reg.lab());
+    let mut caps = Vec::new();
+    for n in lab
+        .topo
+        .nodes
+        .iter()
+        .filter(|n| n.gateway && lab.agents.contains_key(&n.name))
+    {
+        let site = lab.topo.site(&n.site).expect("site");
+        let path = dir.join(format!("carrying-{}.pcap", n.name));
+        let cap = Capture::start(&lab.reg.netns_name(&site.netns), &n.bridge_port, &path)
+            .map_err(|e| LabError::Io(e.to_string()))?;
+        caps.push((n.name.clone(), n.internal_ip, cap));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut best: Option<(usize, String)> = None;
+    for (name, ip, cap) in caps {
+        let wires = cap.finish().map_err(|e| LabError::Io(e.to_string()))?;
+        let n = wires
+            .iter()
+            .filter(|w| match w {
+                Wire::WireGuard {
+                    outer, msg_type: 4, ..
+                } => outer.dst == ip,
+                other => other.visible_inner().is_some_and(|a| a.dst == dst),
+            })
+            .count();
+        if best.as_ref().is_none_or(|(b, _)| n > *b) {
+            best = Some((n, name));
+        }
+    }
+    match best {
+        // Probes and keepalives are a few packets a second; a carried stream is hundreds.
+        Some((n, name)) if n >= 50 => Ok(name),
+        _ => Err(LabError::Io(format!("no gateway is carrying flow {flow}"))),
+    }
+}
+
+fn resolve_target(lab: &Lab, state: &EventState, t: &GatewayTarget) -> Result<String, LabError> {
+    match t {
+        GatewayTarget::Node(n) => Ok(n.clone()),
+        GatewayTarget::Carrying(flow) => carrying_gateway(lab, flow),
+        GatewayTarget::CrashedBy(ev) => {
+            state.crashed_by.get(ev).cloned().ok_or_else(|| unknown(ev))
+        }
+    }
+}
+
+/// Applies one event. Events the lab cannot act out yet are errors, never skipped silently.
+pub fn apply(
+    lab: &mut Lab,
+    state: &mut EventState,
+    name: Option<&str>,
+    event: &Event,
+) -> Result<String, LabError> {
+    match event {
+        Event::GatewayCrash(target) => {
+            let node = &resolve_target(lab, state, target)?;
+            if let Some(n) = name {
+                state.crashed_by.insert(n.to_string(), node.clone());
+            }
+            if let Some(a) = lab.agents.remove(node) {
+                let _ = a.stop();
+            }
+            let ns = lab.node_netns(node).ok_or_else(|| unknown(node))?;
+            // Processes inside the node (its WireGuard daemon) die with the machine.
+            let pids = cmd::stdout("ip", &["netns", "pids", &ns]).unwrap_or_default();
+            for pid in pids
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            cmd::ip_batch(&ns, &["link set eth0 down".into()]).map_err(io)?;
+            Ok(format!("{node}: agent and daemons killed, eth0 down"))
+        }
+        Event::GatewayRestart(target) => {
+            let node = &resolve_target(lab, state, target)?;
+            let ns = lab.node_netns(node).ok_or_else(|| unknown(node))?;
+            cmd::ip_batch(&ns, &["link set eth0 up".into()]).map_err(io)?;
+            let router = lab
+                .topo
+                .site(&lab.topo.node(node).expect("node").site)
+                .expect("site")
+                .router_ip;
+            cmd::ip_batch(&ns, &[format!("route replace default via {router}")]).map_err(io)?;
+            lab.start_agent(node)?;
+            Ok(format!("{node}: eth0 up, agent started"))
+        }
+        Event::AgentRestart(node) => {
+            let a = lab.agents.remove(node).ok_or_else(|| unknown(node))?;
+            a.stop().map_err(|detail| LabError::Agent {
+                node: node.clone(),
+                detail,
+            })?;
+            lab.start_agent(node)?;
+            Ok(format!("{node}: agent stopped and started again"))
+        }
+        Event::LinkCut(link) | Event::LinkHeal(link) => {
+            let up = matches!(event, Event::LinkHeal(_));
+            let state = if up { "up" } else { "down" };
+            let mut touched = 0;
+            for pl in lab.topo.private_links.iter().filter(|l| &l.name == link) {
+                for site in [&pl.a, &pl.b] {
+                    let ns = lab
+                        .reg
+                        .netns_name(&lab.topo.site(site).expect("site").netns);
+                    cmd::ip_batch(&ns, &[format!("link set {} {state}", pl.ifname)]).map_err(io)?;
+                    touched += 1;
+                }
+            }
+            if let Some(l) = lab.scenario.topology.link(link).filter(|l| l.is_public()) {
+                let inet = lab
+                    .topo
+                    .internet
+                    .as_ref()
+                    .expect("internet exists")
+                    .netns
+                    .clone();
+                for site in &l.sites {
+                    let port = lab.topo.internet_port(site);
+                    cmd::ip_batch(
+                        &lab.reg.netns_name(&inet),
+                        &[format!("link set {port} {state}")],
+                    )
+                    .map_err(io)?;
+                    touched += 1;
+                }
+            }
+            if touched == 0 {
+                return Err(unknown(link));
+            }
+            Ok(format!("link {link} {state}"))
+        }
+        Event::NodeJoin(node) => {
+            lab.join_node(node)?;
+            Ok(format!("{node}: joined (key, plan, agent, pod)"))
+        }
+        Event::ControllerLeaderLoss => {
+            // Embedded mode: a fresh control plane rebuilds from what the cluster shows
+            // (nodes with their pod CIDRs) and must reach the same plans.
+            let before = lab.plan.as_ref().map(|p| p.dataplanes.clone());
+            lab.replan()?;
+            let after = lab.plan.as_ref().map(|p| p.dataplanes.clone());
+            if before != after {
+                return Err(LabError::Io(
+                    "a rebuilt control plane planned differently from its predecessor".into(),
+                ));
+            }
+            Ok("control plane rebuilt from the cluster state: identical plans".into())
+        }
+        other => Err(LabError::Io(format!(
+            "timeline event `{}` is not acted out by the netns lab yet",
+            other.key()
+        ))),
+    }
+}
+
+fn unknown(what: &str) -> LabError {
+    LabError::Io(format!(
+        "timeline names {what:?}, which the lab does not have"
+    ))
+}
+
+fn io(e: cmd::CmdError) -> LabError {
+    LabError::Io(e.to_string())
+}
