@@ -248,26 +248,23 @@ impl Run<'_> {
         // Pairwise settings are quadratic in hosts; large runs keep the global latency.
         let pairwise = self.reach.site_of.len() <= 400;
         for (other, osite) in &others {
-            if pairwise && *osite != site {
-                if let Some(link) = self
+            if pairwise
+                && *osite != site
+                && let Some(link) = self
                     .scenario
                     .topology
                     .links
                     .iter()
                     .find(|l| l.joins(&site) && l.joins(osite))
-                {
-                    self.sim.set_link_latency(
-                        host,
-                        other.as_str(),
-                        link.latency.as_std().max(Duration::from_millis(1)),
-                    );
-                    if link.loss_percent > 0.0 {
-                        self.sim.set_link_fail_rate(
-                            host,
-                            other.as_str(),
-                            link.loss_percent / 100.0,
-                        );
-                    }
+            {
+                self.sim.set_link_latency(
+                    host,
+                    other.as_str(),
+                    link.latency.as_std().max(Duration::from_millis(1)),
+                );
+                if link.loss_percent > 0.0 {
+                    self.sim
+                        .set_link_fail_rate(host, other.as_str(), link.loss_percent / 100.0);
                 }
             }
             if !self.reach.hosts_connected(host, other) {
@@ -474,7 +471,7 @@ impl Run<'_> {
                         continue;
                     }
                     k += 1;
-                    if k % stride != 0 {
+                    if !k.is_multiple_of(stride) {
                         continue;
                     }
                     let t = match self.pod_ip(d) {

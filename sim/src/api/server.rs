@@ -189,11 +189,9 @@ async fn poll<C: Cluster, K: ClusterObject>(
     let mut stream = cluster.watch::<K>(ns, &rv).await?;
     let mut events = Vec::new();
     let mut last_rv = rv;
-    let first = tokio::time::timeout(POLL_WINDOW, stream.next()).await;
-    let mut next = match first {
-        Ok(item) => item,
-        Err(_) => None,
-    };
+    let mut next = tokio::time::timeout(POLL_WINDOW, stream.next())
+        .await
+        .unwrap_or_default();
     while let Some(item) = next {
         let event = item?;
         let (ty, obj) = match event {
