@@ -290,16 +290,16 @@ async fn exhausted_pool_sets_condition_and_event_and_controller_keeps_going() {
         },
     )
     .await;
-    assert!(cond.message.contains("tiny"), "{}", cond.message);
+    assert!(cond.message.contains("t-"), "names the waiting node: {}", cond.message);
     let events = Api::<Event>::namespaced(client.clone(), "default");
     let ev = eventually(
         Duration::from_secs(30),
-        "a PodCIDRPoolExhausted Event",
+        "a PoolExhausted Event",
         || async {
             let list = events.list(&ListParams::default()).await.ok()?;
             list.items
                 .into_iter()
-                .find(|e| e.reason.as_deref() == Some("PodCIDRPoolExhausted"))
+                .find(|e| e.reason.as_deref() == Some("PoolExhausted"))
         },
     )
     .await;
@@ -316,11 +316,11 @@ async fn exhausted_pool_sets_condition_and_event_and_controller_keeps_going() {
         all.values().filter(|(_, c)| c.is_empty()).count() == 1,
         "exactly the third tiny node waits"
     );
+    let failures = controller.metric("unbounded_net_controller_allocation_failures_total");
     assert!(
-        controller
-            .metric("unbounded_net_controller_allocation_failures_total")
-            .unwrap_or(0.0)
-            >= 1.0
+        failures.unwrap_or(0.0) >= 1.0,
+        "allocation_failures_total = {failures:?}; /metrics:\n{:?}",
+        controller.get("/metrics")
     );
 }
 

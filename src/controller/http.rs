@@ -26,10 +26,16 @@ pub async fn serve(
             let metrics = metrics.clone();
             let store = store.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let Ok(n) = read_some(&conn, &mut buf).await else {
-                    return;
-                };
+                // Read the whole request head: closing with unread bytes would reset the
+                // connection (RST) and lose the response.
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match read_some(&conn, &mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => n += k,
+                    }
+                }
                 let head = String::from_utf8_lossy(&buf[..n]);
                 let path = head.split_whitespace().nth(1).unwrap_or("/");
                 let (status, body) = match path {

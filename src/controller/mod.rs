@@ -10,7 +10,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
-pub mod slices;
 pub mod status;
 pub mod store;
 pub mod writes;
@@ -261,6 +260,9 @@ impl<C: Cluster> Controller<C> {
             if report.errors > 0 {
                 // Something failed (and was logged): come back soon rather than at resync.
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                store.notify();
+            } else if report.replan {
+                // A Node write raced another writer: plan again from what the API now shows.
                 store.notify();
             }
         }
