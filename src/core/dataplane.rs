@@ -96,7 +96,10 @@ pub struct WireGuardPeer {
     /// Where to send the handshake; `None` when the peer cannot be dialled (it is behind NAT
     /// with no published address) and will initiate itself.
     pub endpoint: Option<SocketAddr>,
-    /// Sorted, deduplicated; every prefix routed through this peer plus its overlay address.
+    /// Sorted, deduplicated; every prefix routed through this peer (incl. the host route to
+    /// its health endpoint). Peers that are ECMP nexthops for the same prefix share it here:
+    /// one kernel WireGuard device cannot hold a prefix on two peers, so a driver that needs
+    /// ECMP over WireGuard gives such peers separate devices or steers by eBPF.
     pub allowed_ips: Vec<IpNet>,
     /// Seconds between keepalives; set when either side is behind NAT.
     pub persistent_keepalive: Option<u16>,

@@ -247,56 +247,72 @@ impl<'a> GatewayPools<'a> {
         out
     }
 
-    /// Multi-source BFS per destination over the graph of pools that have members.
+    /// Multi-source BFS per destination over the graph of pools that have members, on
+    /// integer ids (a 100-pool full mesh is 100 BFS runs over ~10,000 edges each).
     fn compute_reach(&mut self, snap: &'a Snapshot) {
-        let mut dests: Vec<(Dest<'a>, Vec<&'a str>)> = Vec::new();
-        for site in snap.sites.keys() {
-            let sources = self
-                .pools
-                .iter()
-                .filter(|(_, v)| !v.members.is_empty() && v.connected.contains_key(site.as_str()))
-                .map(|(&n, _)| n)
-                .collect();
-            dests.push((Dest::Site(site.as_str()), sources));
-        }
-        for (&name, view) in &self.pools {
-            if !view.members.is_empty() && !view.routed.is_empty() {
-                dests.push((Dest::Routed(name), vec![name]));
+        let names: Vec<&'a str> = self.pools.keys().copied().collect();
+        let id: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let active: Vec<bool> = self.pools.values().map(|v| !v.members.is_empty()).collect();
+        let adj: Vec<Vec<usize>> = self
+            .pools
+            .values()
+            .map(|v| {
+                v.neighbors
+                    .keys()
+                    .filter_map(|n| id.get(n).copied())
+                    .filter(|&n| active[n])
+                    .collect()
+            })
+            .collect();
+        let mut sources_of_site: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, view) in self.pools.values().enumerate() {
+            if active[i] {
+                for site in view.connected.keys() {
+                    sources_of_site.entry(site).or_default().push(i);
+                }
             }
         }
+        let mut dests: Vec<(Dest<'a>, Vec<usize>)> = Vec::new();
+        for site in snap.sites.keys() {
+            let sources = sources_of_site.remove(site.as_str()).unwrap_or_default();
+            dests.push((Dest::Site(site.as_str()), sources));
+        }
+        for (i, view) in self.pools.values().enumerate() {
+            if active[i] && !view.routed.is_empty() {
+                dests.push((Dest::Routed(names[i]), vec![i]));
+            }
+        }
+        let mut reaches: Vec<Vec<(Dest<'a>, Reach<'a>)>> = vec![Vec::new(); names.len()];
+        let mut dist = vec![u32::MAX; names.len()];
+        let mut queue = VecDeque::new();
         for (dest, sources) in dests {
-            let mut dist: BTreeMap<&'a str, u32> = BTreeMap::new();
-            let mut queue = VecDeque::new();
+            dist.fill(u32::MAX);
             for s in sources {
-                dist.insert(s, 0);
+                dist[s] = 0;
                 queue.push_back(s);
             }
             while let Some(p) = queue.pop_front() {
-                let d = dist[p];
-                for &n in self.pools[p].neighbors.keys() {
-                    if self.pools.get(n).is_some_and(|v| !v.members.is_empty())
-                        && !dist.contains_key(n)
-                    {
-                        dist.insert(n, d + 1);
+                for &n in &adj[p] {
+                    if dist[n] == u32::MAX {
+                        dist[n] = dist[p] + 1;
                         queue.push_back(n);
                     }
                 }
             }
-            for (&p, &d) in &dist {
-                let via = if d == 0 {
-                    Vec::new()
-                } else {
-                    self.pools[p]
-                        .neighbors
-                        .keys()
-                        .copied()
-                        .filter(|n| dist.get(n) == Some(&(d - 1)))
-                        .collect()
-                };
-                if let Some(view) = self.pools.get_mut(p) {
-                    view.reach.insert(dest, Reach { distance: d, via });
+            for (p, &d) in dist.iter().enumerate() {
+                if d == u32::MAX {
+                    continue;
                 }
+                let via = adj[p]
+                    .iter()
+                    .filter(|&&n| d > 0 && dist[n] == d - 1)
+                    .map(|&n| names[n])
+                    .collect();
+                reaches[p].push((dest, Reach { distance: d, via }));
             }
+        }
+        for (view, reach) in self.pools.values_mut().zip(reaches) {
+            view.reach = reach.into_iter().collect();
         }
     }
 }

@@ -322,20 +322,58 @@ pub fn plan_link(index: &PlanIndex<'_>, a: &str, b: &str) -> Result<Option<Link>
     }))
 }
 
-fn min_link_mtu<'x>(
-    index: &PlanIndex<'_>,
-    from: &[&'x str],
-    to: impl Iterator<Item = &'x str> + Clone,
-) -> u32 {
+/// Smallest link MTU between the two sets, one link per pair of signature groups (any two
+/// distinct nodes of the groups stand for all of them).
+fn min_link_mtu(index: &PlanIndex<'_>, from: &[Vec<&str>], to: &[Vec<&str>]) -> u32 {
     let mut best = u32::MAX;
-    for &g in from {
-        for y in to.clone() {
-            if let Ok(Some(link)) = plan_link(index, g, y) {
+    for fg in from {
+        for tg in to {
+            let pair = fg
+                .iter()
+                .flat_map(|g| tg.iter().map(move |y| (*g, *y)))
+                .find(|(g, y)| g != y);
+            if let Some((g, y)) = pair
+                && let Ok(Some(link)) = plan_link(index, g, y)
+            {
                 best = best.min(link.mtu);
             }
         }
     }
     best
+}
+
+/// What a link's MTU can depend on, for the far end: its Site, its pools, which address
+/// families it has internal/external addresses in, and whether it has a key.
+type Signature<'a> = (Option<&'a str>, u8, Vec<&'a str>);
+
+fn signature<'a>(index: &PlanIndex<'a>, name: &'a str) -> Signature<'a> {
+    let node = &index.snap.nodes[name];
+    let has = |ips: &[IpAddr], v6: bool| ips.iter().any(|ip| ip.is_ipv6() == v6);
+    let bits = u8::from(has(&node.internal_ips, false))
+        | u8::from(has(&node.internal_ips, true)) << 1
+        | u8::from(has(&node.external_ips, false)) << 2
+        | u8::from(has(&node.external_ips, true)) << 3
+        | u8::from(node.wg_public_key.is_some()) << 4;
+    let pools = index
+        .pools
+        .node_pools
+        .get(name)
+        .cloned()
+        .unwrap_or_default();
+    (index.site(name), bits, pools)
+}
+
+/// Nodes grouped by signature, at most two kept per group: links to any of them have the
+/// same MTU (two, so a node meeting its own group still finds a distinct peer).
+fn representatives<'a>(index: &PlanIndex<'a>, nodes: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let mut by_sig: BTreeMap<Signature<'a>, Vec<&'a str>> = BTreeMap::new();
+    for &n in nodes {
+        let reps = by_sig.entry(signature(index, n)).or_default();
+        if reps.len() < 2 {
+            reps.push(n);
+        }
+    }
+    by_sig.into_values().collect()
 }
 
 /// Smallest MTU from each pool's gateways to each destination it reaches: the final hop to
@@ -351,23 +389,32 @@ pub(crate) fn compute_path_mtus<'a>(index: &PlanIndex<'a>) -> BTreeMap<(&'a str,
     entries.sort();
     let mut out = BTreeMap::new();
     let mut hop_cache: BTreeMap<(&'a str, &'a str), u32> = BTreeMap::new();
+    let pool_reps: BTreeMap<&'a str, Vec<Vec<&'a str>>> = index
+        .pools
+        .pools
+        .iter()
+        .map(|(&p, v)| (p, representatives(index, &v.members)))
+        .collect();
+    let mut site_reps: BTreeMap<&'a str, Vec<Vec<&'a str>>> = BTreeMap::new();
     for (distance, pool, dest) in entries {
         let view = &index.pools.pools[pool];
         let mtu = if distance == 0 {
             match dest {
                 Dest::Site(site) => {
-                    let nodes = index.site_nodes.get(site).map(Vec::as_slice).unwrap_or(&[]);
-                    min_link_mtu(index, &view.members, nodes.iter().copied())
+                    let nodes = site_reps.entry(site).or_insert_with(|| {
+                        let all = index.site_nodes.get(site).map(Vec::as_slice).unwrap_or(&[]);
+                        representatives(index, all)
+                    });
+                    min_link_mtu(index, &pool_reps[pool], nodes)
                 }
                 Dest::Routed(_) => u32::MAX,
             }
         } else {
             let mut best = u32::MAX;
             for &via in &view.reach[&dest].via {
-                let hop = *hop_cache.entry((pool, via)).or_insert_with(|| {
-                    let others = &index.pools.pools[via].members;
-                    min_link_mtu(index, &view.members, others.iter().copied())
-                });
+                let hop = *hop_cache
+                    .entry((pool, via))
+                    .or_insert_with(|| min_link_mtu(index, &pool_reps[pool], &pool_reps[via]));
                 let rest = out.get(&(via, dest)).copied().unwrap_or(u32::MAX);
                 best = best.min(hop).min(rest);
             }

@@ -584,3 +584,17 @@ fn pod_cidr_outside_the_site_pool_is_still_routed() {
     let route = &plan.routes[&"172.20.0.0/24".parse::<IpNet>().unwrap()];
     assert_eq!(route.nexthops.len(), 2);
 }
+
+#[test]
+fn route_mtu_counts_every_hop_of_the_path() {
+    let mut snap = two_sites();
+    // The last hop, b's gateway to b's nodes, is capped at 1300 by b's assignment.
+    snap.assignments.get_mut("b-gw").unwrap().tunnel_mtu = Some(1300);
+    let plans = plans(&snap);
+    let route = &plans["a-w1"].routes[&"100.65.0.0/16".parse::<IpNet>().unwrap()];
+    assert_eq!(route.mtu, 1300);
+    assert_eq!(plans["a-w1"].cni.mtu, 1300);
+    // Routes inside site a are untouched.
+    let local = &plans["a-w1"].routes[&"100.64.2.0/24".parse::<IpNet>().unwrap()];
+    assert_eq!(local.mtu, 1450);
+}
