@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::cluster::Cluster;
 use crate::core::PlanSettings;
+use crate::core::lease::LeaseTiming;
 use events::EventRecorder;
 use leader::LeaderElector;
 use metrics::Metrics;
@@ -153,7 +154,11 @@ impl<C: Cluster> Controller<C> {
             &settings.lease_namespace,
             &settings.lease_name,
             &settings.identity,
-            settings.lease_duration,
+            LeaseTiming {
+                lease_duration: settings.lease_duration,
+                renew_deadline: settings.lease_duration.mul_f32(2.0 / 3.0),
+                retry_period: settings.renew_interval,
+            },
             clock.clone(),
         );
         let renew = settings.renew_interval;

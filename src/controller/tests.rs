@@ -14,11 +14,14 @@ use super::{Clock, Controller, ControllerSettings};
 use crate::api::{SITE_LABEL, Site, SiteNodeSlice};
 use crate::cluster::{Cluster, InMemoryCluster};
 
-struct FixedClock;
+/// Wall time from tokio's clock (the simulator supplies a clock of its own the same way):
+/// Lease expiry is judged on it.
+struct TokioClock(tokio::time::Instant);
 
-impl Clock for FixedClock {
+impl Clock for TokioClock {
     fn now(&self) -> Timestamp {
-        Timestamp::UNIX_EPOCH
+        let elapsed = self.0.elapsed();
+        Timestamp::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000) + elapsed
     }
 }
 
@@ -51,7 +54,11 @@ async fn add_node(c: &InMemoryCluster, name: &str, ip: &str) {
 }
 
 fn spawn(c: &InMemoryCluster, identity: &str) -> tokio::task::JoinHandle<()> {
-    let controller = Controller::new(c.clone(), settings(identity), Arc::new(FixedClock));
+    let controller = Controller::new(
+        c.clone(),
+        settings(identity),
+        Arc::new(TokioClock(tokio::time::Instant::now())),
+    );
     let (_tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _keep = _tx;
