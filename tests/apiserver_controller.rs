@@ -290,18 +290,18 @@ async fn exhausted_pool_sets_condition_and_event_and_controller_keeps_going() {
         },
     )
     .await;
-    assert!(cond.message.contains("t-"), "names the waiting node: {}", cond.message);
+    assert!(
+        cond.message.contains("t-"),
+        "names the waiting node: {}",
+        cond.message
+    );
     let events = Api::<Event>::namespaced(client.clone(), "default");
-    let ev = eventually(
-        Duration::from_secs(30),
-        "a PoolExhausted Event",
-        || async {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("PoolExhausted"))
-        },
-    )
+    let ev = eventually(Duration::from_secs(30), "a PoolExhausted Event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("PoolExhausted"))
+    })
     .await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
 
@@ -397,4 +397,56 @@ async fn standby_takes_over_and_finishes_allocations_without_overlap() {
     );
     assert_disjoint(&all);
     assert!(standby.is_running(), "standby died");
+}
+
+#[tokio::test]
+async fn unknown_references_are_a_condition_and_an_event() {
+    let cp = ControlPlane::start().await;
+    let client = cp.client().await;
+    Api::<Site>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &site("known", "10.6.0.0/16", "100.71.0.0/16", 24),
+        )
+        .await
+        .expect("create site");
+    let peering: unbounded_net::api::SitePeering = serde_json::from_value(json!({
+        "apiVersion": "net.unbounded-cloud.io/v1alpha1", "kind": "SitePeering",
+        "metadata": {"name": "p"},
+        "spec": {"sites": ["known", "nowhere"]}
+    }))
+    .expect("peering");
+    let peerings = Api::<unbounded_net::api::SitePeering>::all(client.clone());
+    peerings
+        .create(&PostParams::default(), &peering)
+        .await
+        .expect("create peering");
+    let _controller = ControllerProcess::start(&cp, "solo");
+    let cond = eventually(
+        Duration::from_secs(30),
+        "Ready=False on the peering",
+        || async {
+            let p = peerings.get("p").await.ok()?;
+            p.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready" && c.status == "False")
+        },
+    )
+    .await;
+    assert_eq!(cond.reason, "UnknownReference");
+    assert!(cond.message.contains("nowhere"), "{}", cond.message);
+    let events = Api::<Event>::namespaced(client.clone(), "default");
+    eventually(
+        Duration::from_secs(30),
+        "an UnknownReference Event",
+        || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("UnknownReference")
+                    && e.involved_object.name.as_deref() == Some("p")
+            })
+        },
+    )
+    .await;
 }
