@@ -24,8 +24,8 @@ fn ok(out: &std::process::Output) -> String {
 }
 
 async fn create_namespace(cp: &ControlPlane) {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "unbounded-net"}}))
-        .expect("namespace");
+    let ns: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "unbounded-net"}})).expect("namespace");
     Api::<Namespace>::all(cp.client().await)
         .create(&PostParams::default(), &ns)
         .await
@@ -54,11 +54,19 @@ async fn every_manifest_passes_server_side_dry_run() {
         "validatingadmissionpolicy.admissionregistration.k8s.io/unbounded-net-node-agent",
         "validatingadmissionpolicybinding.admissionregistration.k8s.io/unbounded-net-node-agent",
     ] {
-        assert!(out.contains(kind), "{kind} missing from dry-run output:\n{out}");
+        assert!(
+            out.contains(kind),
+            "{kind} missing from dry-run output:\n{out}"
+        );
     }
     assert!(out.contains("(server dry run)"), "{out}");
     // Nothing was persisted.
-    let get = cp.kubectl(&["get", "-n", "unbounded-net", "deployment/unbounded-net-controller"]);
+    let get = cp.kubectl(&[
+        "get",
+        "-n",
+        "unbounded-net",
+        "deployment/unbounded-net-controller",
+    ]);
     assert!(!get.status.success(), "dry-run created the Deployment");
 }
 
@@ -119,7 +127,8 @@ async fn node_agent_may_only_annotate_its_own_node() {
     let token = agent_token(&cp, "node-a").await;
     let agent = Api::<Node>::all(cp.client_with_token(&token).await);
     let key = "net.unbounded-cloud.io/wg-pubkey";
-    let own = json!({"metadata": {"annotations": {key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}});
+    let own =
+        json!({"metadata": {"annotations": {key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}}});
 
     // The policy becomes effective a moment after it is created: wait until the first
     // forbidden write is denied, then everything else must be exact.
@@ -140,7 +149,11 @@ async fn node_agent_may_only_annotate_its_own_node() {
         .expect("the agent annotates its own node");
     let got = admin.get("node-a").await.expect("get node-a");
     assert_eq!(
-        got.metadata.annotations.unwrap_or_default().get(key).map(String::as_str),
+        got.metadata
+            .annotations
+            .unwrap_or_default()
+            .get(key)
+            .map(String::as_str),
         Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
     );
 
@@ -169,7 +182,11 @@ async fn node_agent_may_only_annotate_its_own_node() {
         assert!(err.contains(expect), "patch {patch}: {err}");
     }
     // The admin (and so the controller) is not affected by the policy.
-    try_patch(&admin, "node-b", json!({"metadata": {"labels": {"x": "y"}}}))
-        .await
-        .expect("admin patches labels");
+    try_patch(
+        &admin,
+        "node-b",
+        json!({"metadata": {"labels": {"x": "y"}}}),
+    )
+    .await
+    .expect("admin patches labels");
 }
