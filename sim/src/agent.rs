@@ -30,6 +30,8 @@ use crate::observe::Shared;
 
 /// How often the agent's loop wakes (probe timers are checked at this granularity).
 pub const AGENT_TICK: Duration = Duration::from_millis(50);
+/// Least time between two plans in clusters of more than 500 nodes.
+const REPLAN_DEBOUNCE: Duration = Duration::from_secs(1);
 /// Name of the WireGuard device in rendered kernel state.
 const WIREGUARD_DEVICE: &str = "wg-unbounded";
 
@@ -168,6 +170,7 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
     let generation = Rc::new(Cell::new(0u64));
     let caches = Caches::start(&cluster, &generation);
     let mut planned_generation = u64::MAX;
+    let mut planned_at = Duration::ZERO;
     let mut plan: Option<NodeDataplane> = None;
     let mut table = ProbeTable::default();
     let mut applied: Option<(NodeDataplane, BTreeSet<String>)> = None;
@@ -175,8 +178,16 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
     let mut buf = [0u8; 256];
     loop {
         let now = turmoil::elapsed();
-        if caches.synced() && generation.get() != planned_generation {
+        // Large clusters change constantly while nodes join: re-plan at most once a second.
+        let debounce = if caches.nodes.objects.borrow().len() > 500 {
+            REPLAN_DEBOUNCE
+        } else {
+            Duration::ZERO
+        };
+        if caches.synced() && generation.get() != planned_generation && now >= planned_at + debounce
+        {
             planned_generation = generation.get();
+            planned_at = now;
             let snap = caches.snapshot();
             let index = PlanIndex::new(&snap, settings);
             match plan_node(&index, &node) {

@@ -9,6 +9,7 @@ pub mod controller;
 pub mod expect;
 pub mod faults;
 pub mod forwarding;
+pub mod generate;
 pub mod informer;
 pub mod invariants;
 pub mod observe;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use sim::generate::{Shape, generate};
 use sim::world::{RunConfig, RunResult, run};
 use sim::{report, trace::fmt_time};
 use unbounded_scenario::Scenario;
@@ -20,7 +21,12 @@ struct Cli {
 enum Command {
     /// Run a scenario file.
     Scenario {
-        file: PathBuf,
+        /// The scenario file (not with --generate).
+        #[arg(required_unless_present = "generate")]
+        file: Option<PathBuf>,
+        /// Generate a large scenario instead, e.g. `nodes=5000,sites=50`.
+        #[arg(long, conflicts_with = "file")]
+        generate: Option<String>,
         /// One seed.
         #[arg(long, conflicts_with = "seeds")]
         seed: Option<u64>,
@@ -57,10 +63,18 @@ fn parse_seeds(s: &str) -> Result<std::ops::Range<u64>> {
     Ok(a..b)
 }
 
+/// Peak resident set size of this process (Linux `VmHWM`), for the benchmark report.
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.trim_start_matches("VmHWM:").trim().to_string())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let Command::Scenario {
         file,
+        generate: shape_arg,
         seed,
         seeds,
         faults,
@@ -74,7 +88,31 @@ fn main() -> Result<()> {
         Some("random") => true,
         Some(other) => bail!("--faults {other}: the only fault generator is `random`"),
     };
-    let scenario = Scenario::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (scenario, agents) = match (&file, &shape_arg) {
+        (Some(file), None) => (
+            Scenario::load(file).map_err(|e| anyhow::anyhow!("{e}"))?,
+            None,
+        ),
+        (None, Some(shape)) => {
+            let shape: Shape = shape.parse()?;
+            let started = Instant::now();
+            let g = generate(shape, seed.unwrap_or(1));
+            let s = Scenario::parse(
+                &format!("generated-{}n-{}s", shape.nodes, shape.sites),
+                &g.yaml,
+            )
+            .map_err(|e| anyhow::anyhow!("generated scenario is invalid: {e}"))?;
+            println!(
+                "generated {} nodes in {} sites ({} agent hosts) in {:.2?}",
+                shape.nodes,
+                shape.sites,
+                g.agents.len(),
+                started.elapsed()
+            );
+            (s, Some(g.agents))
+        }
+        _ => bail!("give either a scenario file or --generate"),
+    };
     let range = match (&seeds, seed) {
         (Some(s), _) => parse_seeds(s)?,
         (None, Some(s)) => s..s + 1,
@@ -88,6 +126,7 @@ fn main() -> Result<()> {
             seed,
             random_faults,
             tick: Duration::from_millis(tick_ms.max(1)),
+            agents: agents.clone(),
             ..Default::default()
         };
         let started = Instant::now();
@@ -97,10 +136,18 @@ fn main() -> Result<()> {
         if !sweep {
             print!("{}", report::table(&r));
             println!(
-                "wall time {:.2?}, virtual time {}, {} trace lines",
+                "wall time {:.2?}, virtual time {}, {} trace lines, peak RSS {}",
                 walls[0],
                 fmt_time(r.ended_at),
-                r.trace_lines
+                r.trace_lines,
+                peak_rss().unwrap_or_else(|| "unknown".into())
+            );
+            let in_api = scenario.topology.nodes.len();
+            println!(
+                "API writes: {} total, {:.2} per node ({in_api} nodes); by kind {:?}",
+                r.api_writes,
+                r.api_writes as f64 / in_api.max(1) as f64,
+                r.api_writes_by_kind
             );
         } else if !r.passed {
             print!("{}", report::table(&r));
