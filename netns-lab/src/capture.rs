@@ -242,8 +242,19 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Starts `tcpdump` on `dev` in `netns` and waits until it is listening.
+    /// Starts `tcpdump` on `dev` in `netns` (both directions) and waits until it listens.
     pub fn start(netns: &str, dev: &str, path: &Path) -> Result<Capture, CaptureError> {
+        Self::start_directed(netns, dev, path, None)
+    }
+
+    /// Like [`Capture::start`], only packets leaving `dev` (`Some("out")`) or entering it
+    /// (`Some("in")`). On a router's bridge port, "out" is what is delivered to the node.
+    pub fn start_directed(
+        netns: &str,
+        dev: &str,
+        path: &Path,
+        direction: Option<&str>,
+    ) -> Result<Capture, CaptureError> {
         let err = |detail: String| CaptureError::Start {
             netns: netns.into(),
             dev: dev.into(),
@@ -263,6 +274,7 @@ impl Capture {
         ])
         // Without immediate mode libpcap hands packets over in blocks up to a second
         // late, and the ones still in the ring when tcpdump stops are lost.
+        .args(direction.map(|d| vec!["-Q", d]).unwrap_or_default())
         .args(["-s", "256", "-w"])
         .arg(path)
         .stdin(Stdio::null())

@@ -39,8 +39,13 @@ fn carrying_gateway(lab: &Lab, flow: &str) -> Result<String, LabError> {
     {
         let site = lab.topo.site(&n.site).expect("site");
         let path = dir.join(format!("carrying-{}.pcap", n.name));
-        let cap = Capture::start(&lab.reg.netns_name(&site.netns), &n.bridge_port, &path)
-            .map_err(|e| LabError::Io(e.to_string()))?;
+        let cap = Capture::start_directed(
+            &lab.reg.netns_name(&site.netns),
+            &n.bridge_port,
+            &path,
+            Some("out"),
+        )
+        .map_err(|e| LabError::Io(e.to_string()))?;
         caps.push((n.name.clone(), n.internal_ip, cap));
     }
     std::thread::sleep(Duration::from_millis(500));

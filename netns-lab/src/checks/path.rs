@@ -1,16 +1,19 @@
 //! Path expectations: for each hop of a flow, capture on the receiving node's underlay port
 //! and check that the flow's packets arrive there with the expected encapsulation.
 //!
-//! The flow is marked by size: pings with a 1000-byte payload, which no probe, keepalive or
-//! handshake matches. For WireGuard (opaque) a data message of at least that size counts.
+//! The flow is one-way UDP datagrams with a 1000-byte payload, so every hop sees only the
+//! forward direction and no probe, keepalive or handshake matches the size. For WireGuard
+//! (opaque) a data message of at least that size addressed to the hop's node counts.
 
 use std::time::{Duration, Instant};
 
 use unbounded_scenario::{Encap, Flow, Members, PathExpectation};
 
 use crate::capture::{Capture, Wire};
-use crate::checks::ping::{PingOpts, ping};
+use std::net::UdpSocket;
+
 use crate::lab::Lab;
+use crate::netns;
 use crate::registry;
 use crate::report::CheckResult;
 
@@ -36,7 +39,7 @@ fn flow_packets(lab: &Lab, flow: &Flow, wires: &[Wire], node_ip: std::net::Ipv4A
             Wire::WireGuard { .. } => false,
             other => other
                 .visible_inner()
-                .is_some_and(|a| a.src == src && a.dst == dst && a.proto == 1),
+                .is_some_and(|a| a.src == src && a.dst == dst && a.proto == 17),
         };
         if counts {
             *seen.by_encap.entry(w.encap_name()).or_default() += 1;
@@ -71,29 +74,31 @@ fn attempt(lab: &Lab, flow: &Flow, p: &PathExpectation) -> Result<Vec<String>, S
                 .ok_or(format!("hop {i}: unknown node {m}"))?;
             let site = lab.topo.site(&node.site).expect("site");
             let path = dir.join(format!("path-{}-{i}-{m}.pcap", flow.name));
-            let cap = Capture::start(&lab.reg.netns_name(&site.netns), &node.bridge_port, &path)
-                .map_err(|e| e.to_string())?;
+            let cap = Capture::start_directed(
+                &lab.reg.netns_name(&site.netns),
+                &node.bridge_port,
+                &path,
+                Some("out"),
+            )
+            .map_err(|e| e.to_string())?;
             caps.push((i, m, node.internal_ip, cap));
         }
     }
     let (src, dst) = (&lab.pods[&flow.from], &lab.pods[&flow.to]);
-    let out = ping(
-        &src.netns,
-        dst.ip,
-        PINGS,
-        5,
-        PingOpts {
-            payload: Some(MARK_PAYLOAD),
-            interval: Some(0.05),
-            ..Default::default()
-        },
-    );
+    let (dst_ip, port) = (dst.ip, flow.port);
+    let sent = netns::run_in(&src.netns, move || -> std::io::Result<()> {
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        for _ in 0..PINGS {
+            sock.send_to(&[0x55u8; MARK_PAYLOAD as usize], (dst_ip, port))?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    });
     let mut problems = Vec::new();
-    if out.received == 0 {
-        problems.push(format!(
-            "the flow's pings got no reply ({} sent)",
-            out.transmitted
-        ));
+    match sent {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("sending the flow's datagrams: {e}")),
+        Err(e) => problems.push(e.to_string()),
     }
     let mut per_hop: Vec<Vec<(String, Seen)>> = p.hops.iter().map(|_| Vec::new()).collect();
     let mut captured = Vec::new();
