@@ -78,6 +78,9 @@ struct Change {
     object: Value,
 }
 
+/// A write's result and the change it made, if any (no-op writes make none).
+type Outcome<T> = Result<(T, Option<(ChangeType, ObjKey, Value)>), ClusterError>;
+
 #[derive(Debug)]
 struct Store {
     rv: u64,
@@ -204,7 +207,7 @@ impl InMemoryCluster {
     fn write<K: ClusterObject, T>(
         &self,
         w: WriteKind,
-        f: impl FnOnce(&mut Store) -> Result<(T, Option<(ChangeType, ObjKey, Value)>), ClusterError>,
+        f: impl FnOnce(&mut Store) -> Outcome<T>,
     ) -> Result<T, ClusterError> {
         let mut store = self.lock();
         store
