@@ -4,7 +4,7 @@
 //! last plan stays in force and nothing is torn down.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -66,8 +66,6 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot bind the health probe port {HEALTH_PROBE_PORT}: {0}")]
-    Probe(#[source] std::io::Error),
 }
 
 async fn observe<C: Cluster>(c: &C) -> Result<Observed, ClusterError> {
@@ -120,14 +118,6 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
             addr: cfg.metrics_addr,
             source,
         })?;
-    let responder = udp(SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        HEALTH_PROBE_PORT,
-    ))
-    .await
-    .map_err(AgentError::Probe)?;
-    tokio::spawn(run_responder(responder, counters.clone()));
-
     let (plan_tx, plan_rx) = watch::channel::<Option<NodeDataplane>>(None);
     let (health_tx, health_rx) = watch::channel(BTreeSet::new());
     let m = metrics.clone();
@@ -236,6 +226,17 @@ async fn start_prober(
             return false;
         }
     };
+    // The responder answers on the same overlay address, so replies carry the address the
+    // peer probed (an unbound socket would answer from whatever address routing picks).
+    match udp(SocketAddr::new(src, HEALTH_PROBE_PORT)).await {
+        Ok(responder) => {
+            tokio::spawn(run_responder(responder, counters.clone()));
+        }
+        Err(e) => {
+            warn!(%src, error = %e, "cannot bind the probe responder yet");
+            return false;
+        }
+    }
     let m = metrics.clone();
     let rtt = move |_peer: &str, rtt: Duration| m.probe_rtt_seconds.observe(rtt.as_secs_f64());
     tokio::spawn(run_prober(
