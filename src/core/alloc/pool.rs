@@ -191,8 +191,18 @@ impl BlockPool {
         if self.is_exhausted() {
             return None;
         }
+        // The cursor is always free (intervals are merged, so the one holding the old cursor
+        // ended on a free index): grow the neighbours in place instead of a general merge.
         let index = self.cursor;
-        self.hold_range(index, index + 1);
+        let end = self.held.remove(&(index + 1)).unwrap_or(index + 1);
+        match self.held.range_mut(..index).next_back() {
+            Some((_, e)) if *e == index => *e = end,
+            _ => {
+                self.held.insert(index, end);
+            }
+        }
+        self.held_count += 1;
+        self.cursor = end;
         Some(self.block(index))
     }
 }
@@ -281,6 +291,39 @@ mod tests {
         assert!(p.is_exhausted());
         assert_eq!(p.allocate(), None);
         assert_eq!(p.held(), 4);
+    }
+
+    proptest::proptest! {
+        /// Against a naive model (a set of held indices): allocation returns the lowest free
+        /// block, holds/releases of any range keep counts exact.
+        #[test]
+        fn matches_a_naive_model(ops in proptest::collection::vec((0u8..3, 0u32..64, 0u8..3), 0..200)) {
+            let mut p = BlockPool::new(net("10.0.0.0/24"), 30).unwrap();
+            let mut model = std::collections::BTreeSet::new();
+            for (op, index, span) in ops {
+                let len = 30 - span; // /30, /29 or /28: 1, 2 or 4 blocks
+                let start = (index as u128) & !((1u128 << span) - 1);
+                let target = IpNet::new(p.block(start).addr(), len).unwrap();
+                match op {
+                    0 => {
+                        let want = (0..64u128).find(|i| !model.contains(i));
+                        let got = p.allocate();
+                        proptest::prop_assert_eq!(got, want.map(|i| p.block(i)));
+                        if let Some(i) = want { model.insert(i); }
+                    }
+                    1 => {
+                        p.hold(&target);
+                        model.extend(start..start + (1 << span));
+                    }
+                    _ => {
+                        p.release(&target);
+                        for i in start..start + (1 << span) { model.remove(&i); }
+                    }
+                }
+                proptest::prop_assert_eq!(p.held(), model.len() as u128);
+                proptest::prop_assert_eq!(p.is_exhausted(), model.len() == 64);
+            }
+        }
     }
 
     #[test]
