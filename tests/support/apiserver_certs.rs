@@ -64,8 +64,21 @@ fn signed_cert(dir: &Path, name: &str, subject: &str, ext: &str) -> Result<(), S
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-            "-days", "2", "-extfile", &ext_file, "-out", &crt,
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext_file,
+            "-out",
+            &crt,
         ],
     )
 }
