@@ -24,13 +24,13 @@ struct StateDir(PathBuf);
 impl Drop for StateDir {
     fn drop(&mut self) {
         // Stop the boringtun this test's agent started (its PID is in the state directory).
-        if let Ok(pid) = std::fs::read_to_string(self.0.join("boringtun.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
+        if let Ok(pid) = std::fs::read_to_string(self.0.join("boringtun.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
         }
         let _ = std::fs::remove_dir_all(&self.0);
     }

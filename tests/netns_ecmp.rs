@@ -212,7 +212,7 @@ async fn unhealthy_gateway_leaves_ecmp_and_returns_after_hold_down() {
         "gateway pulled from ECMP {took:?} after its responder died (detect window {detect:?})"
     );
     assert!(took <= detect + INTERVAL * 2, "took {took:?}");
-    assert_eq!(ecmp_devices(&n), [g2_dev.clone()]);
+    assert_eq!(ecmp_devices(&n), std::slice::from_ref(&g2_dev));
     n.sh("ping -c 2 -i 0.2 -W 2 -I 10.244.10.1 10.250.0.1");
 
     // Restore it: back only after the hold-down (default = detect window).

@@ -159,7 +159,7 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
                     .get(&cfg.node_name)
                     .map(|n| n.pod_cidrs.clone())
                     .unwrap_or_default();
-                let index = PlanIndex::new(&snap, cfg.plan_settings.clone());
+                let index = PlanIndex::new(&snap, cfg.plan_settings);
                 match plan_node(&index, &cfg.node_name) {
                     Err(e) => warn!(error = %e, "no plan for this node yet"),
                     Ok(plan) => {
@@ -276,10 +276,10 @@ async fn apply_side_effects(
         .wireguard_peers
         .set(plan.wireguard.peers.len() as i64);
     metrics.routes.set(plan.routes.len() as i64);
-    if !own_cidrs.is_empty() {
-        if let Err(e) = dp.ensure_pod_bridge(cni::BRIDGE, own_cidrs).await {
-            warn!(error = %e, "pod bridge");
-        }
+    if !own_cidrs.is_empty()
+        && let Err(e) = dp.ensure_pod_bridge(cni::BRIDGE, own_cidrs).await
+    {
+        warn!(error = %e, "pod bridge");
     }
     match cni::write_conflist(&cfg.cni_conf_dir, &plan.cni, cfg.force_cni) {
         Ok(outcome) => info!(?outcome, "CNI config"),

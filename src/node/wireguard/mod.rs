@@ -79,6 +79,15 @@ pub struct WireGuardDevice {
     iface: InterfaceName,
 }
 
+/// A peer as the device reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedPeer {
+    pub public_key: String,
+    pub endpoint: Option<SocketAddr>,
+    /// Sorted.
+    pub allowed_ips: Vec<IpNet>,
+}
+
 /// What one peer sync did.
 #[derive(Debug, Default)]
 pub struct PeerSyncReport {
@@ -330,18 +339,16 @@ impl WireGuardDevice {
         Ok(report)
     }
 
-    /// Peers as the device reports them: (base64 key, endpoint, sorted allowed IPs).
-    pub fn peers(&self) -> Result<Vec<(String, Option<SocketAddr>, Vec<IpNet>)>, WireGuardError> {
+    /// Peers as the device reports them.
+    pub fn peers(&self) -> Result<Vec<ObservedPeer>, WireGuardError> {
         let dev = Device::get(&self.iface, self.backend).map_err(self.uapi("read"))?;
         Ok(dev
             .peers
             .iter()
-            .map(|p| {
-                (
-                    p.config.public_key.to_base64(),
-                    p.config.endpoint,
-                    allowed(&p.config.allowed_ips),
-                )
+            .map(|p| ObservedPeer {
+                public_key: p.config.public_key.to_base64(),
+                endpoint: p.config.endpoint,
+                allowed_ips: allowed(&p.config.allowed_ips),
             })
             .collect())
     }
