@@ -238,3 +238,52 @@ async fn bad_peers_are_skipped_and_the_rest_keeps_working() {
     assert_eq!(prefixes, ["10.244.2.0/24"]);
     t.a.sh("ping -c 2 -i 0.2 -W 2 -I 10.244.1.1 10.244.2.1");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn dual_stack_pod_traffic_over_vxlan() {
+    if !require_root("dual_stack_pod_traffic_over_vxlan") {
+        return;
+    }
+    let mut t = two_nodes("ds", Encap::Vxlan);
+    t.plan_a.routes.insert(
+        "fd00:2::/64".parse().unwrap(),
+        route(Encap::Vxlan, &[("b", B_UNDERLAY)], 1400),
+    );
+    t.plan_b.routes.insert(
+        "fd00:1::/64".parse().unwrap(),
+        route(Encap::Vxlan, &[("a", A_UNDERLAY)], 1400),
+    );
+    let none = BTreeSet::new();
+    for (ns, plan, v4, v6) in [
+        (&t.a, &t.plan_a, "10.244.1.0/24", "fd00:1::/64"),
+        (&t.b, &t.plan_b, "10.244.2.0/24", "fd00:2::/64"),
+    ] {
+        let mut dp = ns.enter(|| {
+            NetlinkDataplane::enable_forwarding().unwrap();
+            NetlinkDataplane::connect().unwrap()
+        });
+        dp.ensure_pod_bridge("cbr0", &[v4.parse().unwrap(), v6.parse().unwrap()])
+            .await
+            .unwrap();
+        let mut r = Reconciler::new(dp, "unwgtest0");
+        let rep = r.reconcile(plan, &none).await.unwrap();
+        assert!(rep.apply.failures.is_empty(), "{:?}", rep.apply.failures);
+        // Read back equals what was asked: a second pass does nothing.
+        let mut again = Reconciler::new(r.dataplane().clone(), "unwgtest0");
+        assert!(again.reconcile(plan, &none).await.unwrap().ops.is_empty());
+    }
+    let routes = t.a.sh("ip -6 route show proto 85");
+    assert!(
+        routes.contains("fd00:2::/64 via fe80::55:1 dev unvx"),
+        "{routes}"
+    );
+    // Wait out duplicate address detection on the bridge addresses, then ping over IPv6.
+    t.a.sh(
+        "for i in $(seq 50); do ip -6 addr show tentative | grep -q . || break; sleep 0.1; done",
+    );
+    t.b.sh(
+        "for i in $(seq 50); do ip -6 addr show tentative | grep -q . || break; sleep 0.1; done",
+    );
+    t.a.sh("ping -6 -c 2 -i 0.2 -W 2 -I fd00:1::1 fd00:2::1");
+    t.a.sh("ping -c 2 -i 0.2 -W 2 -I 10.244.1.1 10.244.2.1");
+}

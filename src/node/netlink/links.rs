@@ -222,7 +222,10 @@ pub(super) async fn ensure_bridge(h: &Handle, name: &str, cidrs: &[IpNet]) -> Re
         .await
         .map_err(|e| err(&format!("set {name} up"), e))?;
     for cidr in cidrs {
-        let Some(gateway) = cidr.hosts().next() else {
+        // The pods' gateway and health endpoint: the network address + 1, both families
+        // (what `core::node_plan::health_address` and host-local's default gateway use).
+        let Some(gateway) = crate::core::node_plan::health_address(std::slice::from_ref(cidr))
+        else {
             continue;
         };
         match h
