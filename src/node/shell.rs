@@ -168,6 +168,11 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
                         }
                         let new = plan.dataplane;
                         if last.as_ref() != Some(&new) {
+                            let changes = crate::core::describe(&crate::core::diff(
+                                last.as_ref().unwrap_or(&NodeDataplane::default()),
+                                &new,
+                            ));
+                            info!(%changes, "plan changed");
                             apply_side_effects(
                                 &cfg, &mut dp, &wg, &key, &new, &own_cidrs, &metrics,
                             )
