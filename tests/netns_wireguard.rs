@@ -209,3 +209,34 @@ fn wireguard_pod_traffic_keys_and_restart() {
     assert_eq!(rep.removed, 0);
     a.ns.sh("ping -c 1 -W 3 -I 10.244.1.1 10.244.2.1");
 }
+
+#[test]
+fn kernel_backend_is_chosen_where_the_kernel_has_wireguard() {
+    if !require_root("kernel_backend_is_chosen_where_the_kernel_has_wireguard") {
+        return;
+    }
+    let probe = Netns::new("wgk");
+    if !probe.try_sh("ip link add wgprobe0 type wireguard") {
+        println!(
+            "SKIPPED kernel_backend: this kernel has no WireGuard (`ip link add type wireguard` fails); the userspace path is tested instead; run this in the lab's VM mode"
+        );
+        return;
+    }
+    probe.sh("ip link del wgprobe0");
+    let name = format!("unwg{}k", std::process::id() % 1_000_000);
+    let backend = probe.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dp = NetlinkDataplane::connect().unwrap();
+            let wg = WireGuardDevice::ensure(dp.handle(), &name, false)
+                .await
+                .unwrap();
+            assert_eq!(wg.started_daemon, None, "no daemon with kernel WireGuard");
+            wg.backend
+        })
+    });
+    assert_eq!(backend, Backend::Kernel);
+}
