@@ -108,7 +108,7 @@ fn plans(snap: &Snapshot) -> std::collections::BTreeMap<String, NodeDataplane> {
         .collect()
 }
 
-fn lpm<'p>(plan: &'p NodeDataplane, dst: IpAddr) -> Option<&'p super::dataplane::Route> {
+fn lpm(plan: &NodeDataplane, dst: IpAddr) -> Option<&super::dataplane::Route> {
     plan.routes
         .iter()
         .filter(|(p, _)| p.contains(&dst))
