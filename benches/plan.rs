@@ -97,7 +97,7 @@ fn main() {
         ("plan one worker", base.worker, big.worker),
         ("plan one gateway", base.gateway, big.gateway),
         ("diff after one node joins", base.diff, big.diff),
-        ("re-index + re-plan + diff", base.replan, big.replan),
+        ("cold: new index + plan + diff", base.replan, big.replan),
     ];
     for (name, a, b) in rows {
         println!("{name:<34} {:>14?} {:>14?} {:>8.2}", a, b, ratio(b, a));

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::dataplane::{Encap, NAT_KEEPALIVE_SECONDS};
 use super::gateways::Dest;
@@ -376,51 +377,101 @@ fn representatives<'a>(index: &PlanIndex<'a>, nodes: &[&'a str]) -> Vec<Vec<&'a 
     by_sig.into_values().collect()
 }
 
-/// Smallest MTU from each pool's gateways to each destination it reaches: the final hop to
-/// the destination Site's nodes and every gateway-to-gateway hop on the shortest paths.
-/// `u32::MAX` where no link exists to measure.
-pub(crate) fn compute_path_mtus<'a>(index: &PlanIndex<'a>) -> BTreeMap<(&'a str, Dest<'a>), u32> {
-    let mut entries: Vec<(u32, &'a str, Dest<'a>)> = index
-        .pools
-        .pools
-        .iter()
-        .flat_map(|(&p, v)| v.reach.iter().map(move |(&d, r)| (r.distance, p, d)))
-        .collect();
-    entries.sort();
-    let mut out = BTreeMap::new();
-    let mut hop_cache: BTreeMap<(&'a str, &'a str), u32> = BTreeMap::new();
-    let pool_reps: BTreeMap<&'a str, Vec<Vec<&'a str>>> = index
-        .pools
-        .pools
-        .iter()
-        .map(|(&p, v)| (p, representatives(index, &v.members)))
-        .collect();
-    let mut site_reps: BTreeMap<&'a str, Vec<Vec<&'a str>>> = BTreeMap::new();
-    for (distance, pool, dest) in entries {
-        let view = &index.pools.pools[pool];
-        let mtu = if distance == 0 {
+/// Path MTUs, measured on first use and kept for the life of the index: an agent planning
+/// itself measures only the paths it routes over; a shell planning every node measures each
+/// path once.
+#[derive(Debug, Default)]
+pub struct PathMtuCache<'a> {
+    paths: Mutex<BTreeMap<(&'a str, Dest<'a>), u32>>,
+    hops: Mutex<BTreeMap<(&'a str, &'a str), u32>>,
+    pool_groups: Mutex<BTreeMap<&'a str, Arc<Vec<Vec<&'a str>>>>>,
+    site_groups: Mutex<BTreeMap<&'a str, Arc<Vec<Vec<&'a str>>>>>,
+}
+
+impl Clone for PathMtuCache<'_> {
+    /// A clone starts empty; it refills from the same index on demand.
+    fn clone(&self) -> Self {
+        PathMtuCache::default()
+    }
+}
+
+/// A poisoned cache only means another thread panicked mid-insert; the map is still valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn groups<'a>(
+    index: &PlanIndex<'a>,
+    cache: &Mutex<BTreeMap<&'a str, Arc<Vec<Vec<&'a str>>>>>,
+    key: &'a str,
+    nodes: &[&'a str],
+) -> Arc<Vec<Vec<&'a str>>> {
+    if let Some(g) = lock(cache).get(key) {
+        return Arc::clone(g);
+    }
+    let g = Arc::new(representatives(index, nodes));
+    lock(cache).insert(key, Arc::clone(&g));
+    g
+}
+
+impl<'a> PlanIndex<'a> {
+    /// Smallest MTU from `pool`'s gateways to `dest`: the final hop to the destination Site's
+    /// nodes and every gateway-to-gateway hop on the shortest pool paths. `u32::MAX` when the
+    /// pool does not reach `dest` or no link exists to measure.
+    pub fn path_mtu(&self, pool: &'a str, dest: Dest<'a>) -> u32 {
+        if let Some(m) = lock(&self.mtu_cache.paths).get(&(pool, dest)) {
+            return *m;
+        }
+        let Some(reach) = self.pools.pools.get(pool).and_then(|v| v.reach.get(&dest)) else {
+            return u32::MAX;
+        };
+        let cache = &self.mtu_cache;
+        let mtu = if reach.distance == 0 {
             match dest {
                 Dest::Site(site) => {
-                    let nodes = site_reps.entry(site).or_insert_with(|| {
-                        let all = index.site_nodes.get(site).map(Vec::as_slice).unwrap_or(&[]);
-                        representatives(index, all)
-                    });
-                    min_link_mtu(index, &pool_reps[pool], nodes)
+                    let from = groups(
+                        self,
+                        &cache.pool_groups,
+                        pool,
+                        &self.pools.pools[pool].members,
+                    );
+                    let to = groups(
+                        self,
+                        &cache.site_groups,
+                        site,
+                        self.site_nodes.get(site).map(Vec::as_slice).unwrap_or(&[]),
+                    );
+                    min_link_mtu(self, &from, &to)
                 }
                 Dest::Routed(_) => u32::MAX,
             }
         } else {
             let mut best = u32::MAX;
-            for &via in &view.reach[&dest].via {
-                let hop = *hop_cache
-                    .entry((pool, via))
-                    .or_insert_with(|| min_link_mtu(index, &pool_reps[pool], &pool_reps[via]));
-                let rest = out.get(&(via, dest)).copied().unwrap_or(u32::MAX);
-                best = best.min(hop).min(rest);
+            // Each `via` is one hop closer, so the recursion ends at distance 0.
+            for &via in &reach.via {
+                let known = lock(&cache.hops).get(&(pool, via)).copied();
+                let hop = known.unwrap_or_else(|| {
+                    let from = groups(
+                        self,
+                        &cache.pool_groups,
+                        pool,
+                        &self.pools.pools[pool].members,
+                    );
+                    let to = groups(
+                        self,
+                        &cache.pool_groups,
+                        via,
+                        &self.pools.pools[via].members,
+                    );
+                    let m = min_link_mtu(self, &from, &to);
+                    lock(&cache.hops).insert((pool, via), m);
+                    m
+                });
+                best = best.min(hop).min(self.path_mtu(via, dest));
             }
             best
         };
-        out.insert((pool, dest), mtu);
+        lock(&cache.paths).insert((pool, dest), mtu);
+        mtu
     }
-    out
 }

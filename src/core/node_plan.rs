@@ -179,13 +179,7 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
         let mut hops: BTreeSet<&str> = BTreeSet::new();
         let mut mtu = u32::MAX;
         for (_, pool) in candidates.iter().filter(|c| c.0 == best) {
-            mtu = mtu.min(
-                index
-                    .path_mtu
-                    .get(&(*pool, dest))
-                    .copied()
-                    .unwrap_or(u32::MAX),
-            );
+            mtu = mtu.min(index.path_mtu(pool, dest));
             hops.extend(index.pools.pools[pool].members.iter().copied());
         }
         hops.remove(node);

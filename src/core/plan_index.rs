@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use super::gateways::{Dest, GatewayPools};
+use super::gateways::GatewayPools;
 use super::health::{HealthSettings, resolve_health};
+use super::links::PathMtuCache;
 use super::mtu::{DEFAULT_UNDERLAY_MTU, MAX_TUNNEL_MTU, MIN_TUNNEL_MTU};
 use super::plan_problem::PlanProblem;
 use super::site::assign_sites;
@@ -72,9 +73,8 @@ pub struct PlanIndex<'a> {
     pub non_masquerade: BTreeMap<&'a str, Vec<IpNet>>,
     pub scopes: BTreeMap<ScopeKind, BTreeMap<&'a str, ScopeSettings>>,
     pub pools: GatewayPools<'a>,
-    /// (pool, destination) → smallest MTU from that pool's gateways to the destination,
-    /// counting gateway-to-gateway hops and the final hop to the destination's nodes.
-    pub path_mtu: BTreeMap<(&'a str, Dest<'a>), u32>,
+    /// Path MTUs measured so far (see [`PlanIndex::path_mtu`]).
+    pub mtu_cache: PathMtuCache<'a>,
     pub problems: Vec<PlanProblem>,
 }
 
@@ -301,7 +301,7 @@ impl<'a> PlanIndex<'a> {
         for pool in pools.pools.values() {
             cluster.extend(pool.routed.iter().copied());
         }
-        let mut index = PlanIndex {
+        PlanIndex {
             snap,
             settings,
             site_of,
@@ -312,11 +312,9 @@ impl<'a> PlanIndex<'a> {
             non_masquerade,
             scopes,
             pools,
-            path_mtu: BTreeMap::new(),
+            mtu_cache: PathMtuCache::default(),
             problems,
-        };
-        index.path_mtu = super::links::compute_path_mtus(&index);
-        index
+        }
     }
 
     pub fn node(&self, name: &str) -> Option<&'a NodeFacts> {
