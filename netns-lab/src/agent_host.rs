@@ -118,18 +118,22 @@ async fn agent_main(
         .map_err(|e| e.to_string())?;
 
     let mut wg = WireGuardDevice::new(&spec.wg_dev, &spec.netns, &spec.wg_key);
-    let apply_side = |plan: &NodeDataplane, wg: &mut WireGuardDevice| -> Result<(), String> {
+    let apply_side = |plan: &NodeDataplane,
+                      wg: &mut WireGuardDevice,
+                      unhealthy: &BTreeSet<String>|
+     -> Result<(), String> {
         if !plan.wireguard.peers.is_empty() {
             let mtu = plan.routes.values().map(|r| r.mtu).max().unwrap_or(1420);
             wg.ensure_running(&spec.wg_log, mtu)
                 .map_err(|e| e.to_string())?;
-            wg.sync(&plan.wireguard).map_err(|e| e.to_string())?;
+            wg.sync(&plan.wireguard, unhealthy)
+                .map_err(|e| e.to_string())?;
         }
         masquerade::apply(&plan.masquerade).map_err(|e| e.to_string())?;
         cni::write_conflist(&spec.cni_dir, &plan.cni, false).map_err(|e| e.to_string())?;
         Ok(())
     };
-    apply_side(&first, &mut wg)?;
+    apply_side(&first, &mut wg, &BTreeSet::new())?;
 
     let origin = Instant::now();
     let table = Arc::new(Mutex::new(ProbeTable::default()));
@@ -147,15 +151,22 @@ async fn agent_main(
             let _ = run_responder(sock, c).await;
         });
     }
-    let prober_sock = tokio::net::UdpSocket::bind("0.0.0.0:0")
+    // Probes leave from the node's overlay address (the pod bridge's), so replies come back
+    // through the tunnel; from 0.0.0.0 the kernel would pick the underlay address, which a
+    // peer across NAT or the internet cannot answer.
+    let probe_src = health_address(&pod_cidrs)
+        .map(|a| SocketAddr::new(a, 0))
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let prober_sock = tokio::net::UdpSocket::bind(probe_src)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("prober on {probe_src}: {e}"))?;
     {
         let (t, c) = (table.clone(), counters.clone());
         tasks.spawn(async move {
             let _ = run_prober(prober_sock, t, origin, unhealthy_tx, c, |_, _| {}).await;
         });
     }
+    let mut health_rx = unhealthy_rx.clone();
     let reconciler = Reconciler::new(dp, spec.wg_dev.clone());
     let loop_plan = plan_rx.clone();
     tasks.spawn(async move {
@@ -169,11 +180,20 @@ async fn agent_main(
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            changed = health_rx.changed() => {
+                if changed.is_err() { break; }
+                let unhealthy = health_rx.borrow_and_update().clone();
+                let Some(plan) = plan_rx.borrow().clone() else { continue };
+                if let Err(e) = apply_side(&plan, &mut wg, &unhealthy) {
+                    tracing::warn!(node = %spec.node, error = %e, "moving WireGuard prefixes off unhealthy peers failed");
+                }
+            }
             changed = plan_rx.changed() => {
                 if changed.is_err() { break; }
                 let Some(plan) = plan_rx.borrow_and_update().clone() else { continue };
                 table.lock().await.sync(&plan.probes, origin.elapsed());
-                if let Err(e) = apply_side(&plan, &mut wg) {
+                let unhealthy = health_rx.borrow().clone();
+                if let Err(e) = apply_side(&plan, &mut wg, &unhealthy) {
                     tracing::warn!(node = %spec.node, error = %e, "applying WireGuard/CNI/masquerade failed");
                 }
             }

@@ -49,7 +49,7 @@ fn carrying_gateway(lab: &Lab, flow: &str) -> Result<String, LabError> {
         caps.push((n.name.clone(), n.internal_ip, cap));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let mut best: Option<(usize, String)> = None;
+    let mut carrying: Vec<(usize, String)> = Vec::new();
     for (name, ip, cap) in caps {
         let wires = cap.finish().map_err(|e| LabError::Io(e.to_string()))?;
         let n = wires
@@ -61,15 +61,27 @@ fn carrying_gateway(lab: &Lab, flow: &str) -> Result<String, LabError> {
                 other => other.visible_inner().is_some_and(|a| a.dst == dst),
             })
             .count();
-        if best.as_ref().is_none_or(|(b, _)| n > *b) {
-            best = Some((n, name));
+        // Probes and keepalives are a few packets a second; a carried stream is hundreds.
+        if n >= 50 {
+            carrying.push((n, name));
         }
     }
-    match best {
-        // Probes and keepalives are a few packets a second; a carried stream is hundreds.
-        Some((n, name)) if n >= 50 => Ok(name),
-        _ => Err(LabError::Io(format!("no gateway is carrying flow {flow}"))),
-    }
+    // Crash one whose site has another gateway, so a failover can be exercised; then the
+    // first in file order.
+    let siblings = |name: &str| {
+        let site = &lab.topo.node(name).expect("node").site;
+        lab.topo
+            .nodes
+            .iter()
+            .filter(|n| n.gateway && &n.site == site)
+            .count()
+    };
+    carrying
+        .iter()
+        .find(|(_, n)| siblings(n) > 1)
+        .or(carrying.first())
+        .map(|(_, n)| n.clone())
+        .ok_or_else(|| LabError::Io(format!("no gateway is carrying flow {flow}")))
 }
 
 fn resolve_target(lab: &Lab, state: &EventState, t: &GatewayTarget) -> Result<String, LabError> {

@@ -195,11 +195,15 @@ impl UdpStream {
         times.sort();
         // The gap that spans `from` counts: the last arrival before it starts the outage.
         let start_idx = times.iter().rposition(|t| *t < from).unwrap_or(0);
-        let max_gap = times[start_idx.min(times.len().saturating_sub(1))..]
+        let mut max_gap = times[start_idx.min(times.len().saturating_sub(1))..]
             .windows(2)
             .map(|w| w[1] - w[0])
             .max()
             .unwrap_or_default();
+        // A stream that stopped and never came back: the gap runs until now.
+        if let Some(last) = times.last() {
+            max_gap = max_gap.max(self.epoch.elapsed().saturating_sub(*last));
+        }
         StreamStats {
             sent,
             received: arrivals.len() as u64,

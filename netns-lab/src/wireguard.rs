@@ -5,7 +5,7 @@
 //! the plan's `WireGuardConfig`, respecting boringtun 0.7.1's quirks: one peer per request, and
 //! a changed peer is removed and re-added in separate requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +53,28 @@ pub fn generate_key(dir: &Path, node: &str) -> Result<(PathBuf, String), WireGua
         path,
         String::from_utf8_lossy(&public.stdout).trim().to_string(),
     ))
+}
+
+/// `cfg` with every shared prefix kept only on its first healthy peer (by name).
+pub fn effective(cfg: &WireGuardConfig, unhealthy: &BTreeSet<String>) -> WireGuardConfig {
+    let mut owners: BTreeMap<ipnet::IpNet, Vec<&String>> = BTreeMap::new();
+    for (name, p) in &cfg.peers {
+        for a in &p.allowed_ips {
+            owners.entry(*a).or_default().push(name);
+        }
+    }
+    let mut out = cfg.clone();
+    for (prefix, names) in owners.iter().filter(|(_, n)| n.len() > 1) {
+        let keep = names
+            .iter()
+            .find(|n| !unhealthy.contains(n.as_str()))
+            .unwrap_or(&names[0]);
+        for n in names.iter().filter(|n| *n != keep) {
+            let peer = out.peers.get_mut(n.as_str()).expect("listed");
+            peer.allowed_ips.retain(|a| a != prefix);
+        }
+    }
+    out
 }
 
 /// One node's userspace WireGuard device.
@@ -155,8 +177,15 @@ impl WireGuardDevice {
         Ok(())
     }
 
-    /// Brings the device's peers in line with `cfg`.
-    pub fn sync(&mut self, cfg: &WireGuardConfig) -> Result<(), WireGuardError> {
+    /// Brings the device's peers in line with `cfg`, with prefixes that several peers carry
+    /// (ECMP over gateways) given to one healthy peer: WireGuard routes by allowed IPs, so on
+    /// one device a prefix belongs to exactly one peer, and failover moves it.
+    pub fn sync(
+        &mut self,
+        cfg: &WireGuardConfig,
+        unhealthy: &BTreeSet<String>,
+    ) -> Result<(), WireGuardError> {
+        let cfg = &effective(cfg, unhealthy);
         if self.listen_port != Some(cfg.listen_port) {
             let port = cfg.listen_port.to_string();
             let key = self.key_file.display().to_string();
