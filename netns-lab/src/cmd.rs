@@ -76,8 +76,11 @@ pub fn run_with_input(
         return Err(CmdError::Failed {
             cmd,
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string()
-                + &String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            stderr: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
         });
     }
     Ok(out)
