@@ -192,6 +192,12 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
             let index = PlanIndex::new(&snap, settings);
             match plan_node(&index, &node) {
                 Ok(p) => {
+                    if !p.problems.is_empty() {
+                        let mut o = obs.borrow_mut();
+                        for problem in &p.problems {
+                            o.note(&node, format!("plan problem: {problem}"));
+                        }
+                    }
                     table.sync(&sim_targets(&p.dataplane), now);
                     plan = Some(p.dataplane);
                 }

@@ -69,11 +69,10 @@ pub fn check_leaders(
     now: Duration,
     running: &dyn Fn(&str) -> bool,
 ) -> Result<(), String> {
-    let acting: Vec<&String> = obs
-        .acting_leader
-        .iter()
-        .filter(|(name, until)| **until > now && running(name))
-        .map(|(n, _)| n)
+    let acting: Vec<String> = obs
+        .leaders(now)
+        .into_iter()
+        .filter(|n| running(n))
         .collect();
     if acting.len() > 1 {
         return Err(format!(

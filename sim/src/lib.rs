@@ -6,6 +6,7 @@ pub mod agent;
 pub mod api;
 pub mod bugs;
 pub mod controller;
+pub mod controller_host;
 pub mod expect;
 pub mod faults;
 pub mod forwarding;

@@ -35,11 +35,14 @@ pub struct NodeView {
 }
 
 /// Everything the checker reads.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Observatory {
     pub nodes: BTreeMap<String, NodeView>,
     /// Controller replica → virtual time until which it may act as leader (its lease deadline).
     pub acting_leader: BTreeMap<String, Duration>,
+    /// Production controller replicas' metrics (their `is_leader` gauge).
+    pub leader_gauges:
+        BTreeMap<String, std::sync::Arc<unbounded_net::controller::metrics::Metrics>>,
     /// Human-readable log lines from hosts (`host: message`), drained into the trace.
     pub log: Vec<String>,
     /// Bug switches for tests (see [`crate::bugs::Bugs`]).
@@ -47,6 +50,25 @@ pub struct Observatory {
 }
 
 impl Observatory {
+    /// Controller replicas acting as leader at `now` (production gauge or sim lease deadline).
+    pub fn leaders(&self, now: Duration) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .acting_leader
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        out.extend(
+            self.leader_gauges
+                .iter()
+                .filter(|(_, m)| m.is_leader.get() > 0)
+                .map(|(n, _)| n.clone()),
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn shared() -> Shared {
         Rc::new(RefCell::new(Observatory::default()))
     }

@@ -7,10 +7,14 @@ use unbounded_scenario::Scenario;
 
 use crate::forwarding::Underlay;
 
+/// Where the API server and the controller replicas run: reachable from every site, unless
+/// a partition names `control-plane` (or the hosts) in a group.
+pub const CONTROL_PLANE_SITE: &str = "control-plane";
+
 /// Reachability state of the world.
 #[derive(Clone, Debug, Default)]
 pub struct Reach {
-    /// Host → site (the API server and controllers sit in the first site).
+    /// Host → site (the API server and controllers sit in [`CONTROL_PLANE_SITE`]).
     pub site_of: BTreeMap<String, String>,
     /// Link name → the sites it joins.
     links: BTreeMap<String, Vec<String>>,
@@ -31,9 +35,12 @@ impl Reach {
         r
     }
 
-    /// True when an uncut link joins the two sites (or they are the same site).
+    /// True when an uncut link joins the two sites (or they are the same site). The control
+    /// plane reaches every site (its endpoint is public); only partitions cut it off.
     pub fn sites_connected(&self, a: &str, b: &str) -> bool {
         a == b
+            || a == CONTROL_PLANE_SITE
+            || b == CONTROL_PLANE_SITE
             || self.links.iter().any(|(name, sites)| {
                 !self.cut.contains(name)
                     && sites.iter().any(|s| s == a)

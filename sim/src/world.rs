@@ -26,8 +26,9 @@ use crate::reach::Reach;
 use crate::trace::{Trace, fmt_time, fnv1a};
 
 pub const CONTROLLERS: [&str; 2] = ["controller-0", "controller-1"];
-/// How long after a leader loss the crashed replica's pod is restarted.
-const CONTROLLER_RESTART: Duration = Duration::from_secs(5);
+/// How long after a leader loss the crashed replica's pod is restarted (past the lease
+/// duration, so the standby really takes over first).
+const CONTROLLER_RESTART: Duration = Duration::from_secs(30);
 
 /// How one run is set up.
 #[derive(Clone, Debug)]
@@ -212,7 +213,9 @@ impl Run<'_> {
 
     fn restart_machine(&mut self, name: &str) {
         self.down_hosts.remove(name);
-        self.obs.borrow_mut().node_mut(name).up = true;
+        if !CONTROLLERS.contains(&name) {
+            self.obs.borrow_mut().node_mut(name).up = true;
+        }
         self.sim.bounce(name);
     }
 
@@ -372,16 +375,19 @@ impl Run<'_> {
 
     fn leader_loss(&mut self, at: Duration) {
         let leader = {
+            let down = &self.down_hosts;
             let o = self.obs.borrow();
-            o.acting_leader
-                .iter()
-                .find(|(_, until)| **until > at)
-                .map(|(n, _)| n.clone())
+            o.leaders(at).into_iter().find(|n| !down.contains(n))
         };
         if let Some(l) = leader {
             self.trace.record(at, format!("  crashing leader {l}"));
             self.sim.crash(l.as_str());
-            self.obs.borrow_mut().acting_leader.remove(&l);
+            self.down_hosts.insert(l.clone());
+            {
+                let mut o = self.obs.borrow_mut();
+                o.acting_leader.remove(&l);
+                o.leader_gauges.remove(&l);
+            }
             self.schedule.push(Scheduled {
                 at: at + CONTROLLER_RESTART,
                 label: format!("restart-{l}"),
@@ -651,12 +657,7 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
     obs.borrow_mut().bugs = cfg.bugs;
     let ledger = Rc::new(RefCell::new(WriteLedger::default()));
     let mut reach = Reach::new(scenario);
-    let home = scenario
-        .topology
-        .sites
-        .first()
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
+    let home = crate::reach::CONTROL_PLANE_SITE.to_string();
     reach.site_of.insert("api".into(), home.clone());
     for c in CONTROLLERS {
         reach.site_of.insert(c.into(), home.clone());
@@ -713,11 +714,23 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
     }
     let (c, l) = (r.cluster.clone(), r.ledger.clone());
     r.sim.host("api", move || serve(c.clone(), l.clone()));
+    r.registered.insert("api".into());
+    r.wire_host("api");
     for name in CONTROLLERS {
         let obs = r.obs.clone();
-        r.sim.host(name, move || {
-            crate::controller::run(name.to_string(), obs.clone())
-        });
+        // The production controller; the sim's own controller shell only carries the injected
+        // allocator bug.
+        if cfg.bugs.allocator_reuses_blocks {
+            r.sim.host(name, move || {
+                crate::controller::run(name.to_string(), obs.clone())
+            });
+        } else {
+            r.sim.host(name, move || {
+                crate::controller_host::run(name.to_string(), obs.clone())
+            });
+        }
+        r.registered.insert(name.into());
+        r.wire_host(name);
     }
     let initial: Vec<String> = scenario.initial_nodes().map(|n| n.name.clone()).collect();
     for n in &initial {
@@ -725,6 +738,7 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
     }
 
     let mut violation = None;
+    let mut last_leaders: Vec<String> = Vec::new();
     let mut next_check = Duration::ZERO;
     loop {
         let at = r.sim.elapsed();
@@ -738,6 +752,19 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
         let at = r.sim.elapsed();
         for line in std::mem::take(&mut r.obs.borrow_mut().log) {
             r.trace.record(at, line);
+        }
+        let leaders: Vec<String> = {
+            let down = &r.down_hosts;
+            r.obs
+                .borrow()
+                .leaders(at)
+                .into_iter()
+                .filter(|n| !down.contains(n))
+                .collect()
+        };
+        if leaders != last_leaders {
+            r.trace.record(at, format!("acting leader: {leaders:?}"));
+            last_leaders = leaders;
         }
         let mut check = || -> Result<(), String> {
             r.check_api()?;

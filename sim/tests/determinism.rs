@@ -35,3 +35,29 @@ fn same_seed_same_trace_with_random_faults() {
         "another seed draws other faults"
     );
 }
+
+#[test]
+fn leader_loss_hands_the_lease_to_the_other_replica() {
+    let s = scenario("mesh-peering.yaml");
+    let r = run(&s, RunConfig::default());
+    assert!(r.violation.is_none(), "{:?}", r.violation);
+    let text = r.trace.text();
+    let first = text
+        .lines()
+        .find(|l| l.contains("acting leader: [\"controller-"))
+        .expect("a leader");
+    let lost = text
+        .find("controllerLeaderLoss")
+        .expect("the leader-loss event fired");
+    let after: Vec<&str> = text[lost..]
+        .lines()
+        .filter(|l| l.contains("acting leader: [\""))
+        .collect();
+    assert!(!after.is_empty(), "nobody took over:\n{text}");
+    assert_ne!(
+        first.split(' ').nth(3),
+        after[0].split(' ').nth(3),
+        "{first} / {}",
+        after[0]
+    );
+}
