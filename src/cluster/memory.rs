@@ -400,7 +400,7 @@ impl Cluster for InMemoryCluster {
                 }
             }
         };
-        let state = WatchState {
+        let state = watch::WatchState {
             cluster: self.clone(),
             rx: self.changed.subscribe(),
             cursor: start,
@@ -409,7 +409,7 @@ impl Cluster for InMemoryCluster {
             pending: VecDeque::new(),
             done: false,
         };
-        Ok(futures::stream::unfold(state, next_event::<K>).boxed())
+        Ok(futures::stream::unfold(state, watch::next_event::<K>).boxed())
     }
 
     async fn create<K: ClusterObject>(&self, ns: Option<&str>, obj: &K) -> Result<K, ClusterError> {
@@ -509,63 +509,8 @@ impl Cluster for InMemoryCluster {
     }
 }
 
-struct WatchState {
-    cluster: InMemoryCluster,
-    rx: tokio::sync::watch::Receiver<u64>,
-    cursor: u64,
-    kind: String,
-    ns: Option<String>,
-    pending: VecDeque<(ChangeType, Value)>,
-    done: bool,
-}
-
-impl WatchState {
-    /// Moves matching changes after the cursor into `pending`; Err when they were compacted.
-    fn fill(&mut self) -> Result<(), ClusterError> {
-        let store = self.cluster.lock();
-        if self.cursor < store.compacted_through {
-            return Err(ClusterError::Gone {
-                resource_version: self.cursor.to_string(),
-            });
-        }
-        let start = store.history.partition_point(|c| c.rv <= self.cursor);
-        for c in store.history.range(start..) {
-            if c.key.kind == self.kind && self.ns.as_ref().is_none_or(|ns| &c.key.ns == ns) {
-                self.pending.push_back((c.change, c.object.clone()));
-            }
-        }
-        self.cursor = store.rv;
-        Ok(())
-    }
-}
-
-async fn next_event<K: ClusterObject>(
-    mut st: WatchState,
-) -> Option<(Result<WatchEvent<K>, ClusterError>, WatchState)> {
-    loop {
-        if st.done {
-            return None;
-        }
-        if let Some((change, v)) = st.pending.pop_front() {
-            let item = decode::<K>(&v).map(|obj| match change {
-                ChangeType::Added => WatchEvent::Added(obj),
-                ChangeType::Modified => WatchEvent::Modified(obj),
-                ChangeType::Deleted => WatchEvent::Deleted(obj),
-            });
-            return Some((item, st));
-        }
-        // Mark the current value seen before reading, so a write racing with `fill` still
-        // wakes us.
-        st.rx.borrow_and_update();
-        if let Err(e) = st.fill() {
-            st.done = true;
-            return Some((Err(e), st));
-        }
-        if st.pending.is_empty() && st.rx.changed().await.is_err() {
-            return None;
-        }
-    }
-}
+#[path = "memory_watch.rs"]
+mod watch;
 
 #[cfg(test)]
 #[path = "memory_tests.rs"]
