@@ -12,9 +12,7 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::memory_rules::{check_update, normalize};
-use super::{
-    Cluster, ClusterError, ClusterObject, MetadataPatch, ObjectList, WatchEvent, WatchStream,
-};
+use super::{Cluster, ClusterError, ClusterObject, MetadataPatch, ObjectList, WatchStream};
 
 /// Changes kept for watch resume before older ones are compacted away.
 const DEFAULT_HISTORY: usize = 100_000;

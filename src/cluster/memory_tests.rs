@@ -8,6 +8,7 @@ use rstest::rstest;
 
 use super::*;
 use crate::api::{Site, SiteSpec, SiteStatus};
+use crate::cluster::WatchEvent;
 
 fn node(name: &str) -> Node {
     Node {
