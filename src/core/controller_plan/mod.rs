@@ -67,7 +67,11 @@ pub fn plan_controller(
 
     for (name, facts) in &snapshot.nodes {
         node_problem_events(facts, &mut events);
-        match &assignment.nodes[name] {
+        // Every snapshot node has an entry (assign_sites covers them all).
+        let Some(site_match) = assignment.nodes.get(name) else {
+            continue;
+        };
+        match site_match {
             SiteMatch::Assigned { site, prefix } => {
                 if facts.site_label.as_deref() != Some(site) {
                     plan.site_labels.insert(name.clone(), site.clone());
@@ -324,7 +328,8 @@ fn site_status(
         .allocation_failures
         .iter()
         .filter(|(n, e)| {
-            matches!(e, AllocError::Exhausted { .. }) && assignment.nodes[*n].site() == Some(site)
+            matches!(e, AllocError::Exhausted { .. })
+                && assignment.nodes.get(*n).and_then(SiteMatch::site) == Some(site)
         })
         .map(|(n, _)| n.clone())
         .collect();
