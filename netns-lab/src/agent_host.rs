@@ -6,7 +6,7 @@
 //! Stopping an agent leaves the kernel state in place (fail static); a new agent adopts it,
 //! which is what the agent-restart check exercises.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +36,9 @@ pub struct AgentSpec {
     pub wg_dev: String,
     pub wg_key: PathBuf,
     pub wg_log: PathBuf,
+    /// Every node's pod CIDRs as the control plane last published them (shared, updated on
+    /// re-plans): which prefixes belong to which WireGuard peer.
+    pub pod_cidrs: Arc<std::sync::Mutex<BTreeMap<String, Vec<ipnet::IpNet>>>>,
 }
 
 /// A running agent.
@@ -126,7 +129,8 @@ async fn agent_main(
             let mtu = plan.routes.values().map(|r| r.mtu).max().unwrap_or(1420);
             wg.ensure_running(&spec.wg_log, mtu)
                 .map_err(|e| e.to_string())?;
-            wg.sync(&plan.wireguard, unhealthy)
+            let own = spec.pod_cidrs.lock().expect("pod CIDR map").clone();
+            wg.sync(&plan.wireguard, unhealthy, &own)
                 .map_err(|e| e.to_string())?;
         }
         masquerade::apply(&plan.masquerade).map_err(|e| e.to_string())?;

@@ -81,6 +81,8 @@ pub struct Lab {
     /// Test pod of each node.
     pub pods: BTreeMap<String, Pod>,
     echo: Vec<EchoServer>,
+    /// Pod CIDRs per node, shared with the agents' WireGuard devices.
+    pod_cidrs: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<ipnet::IpNet>>>>,
     detached: bool,
 }
 
@@ -150,6 +152,7 @@ impl Lab {
             agents: BTreeMap::new(),
             pods: BTreeMap::new(),
             echo: Vec::new(),
+            pod_cidrs: Default::default(),
             detached: false,
         };
         // From here, dropping `lab` on an error path tears down what was built.
@@ -202,6 +205,12 @@ impl Lab {
         for p in &plan.problems {
             tracing::warn!(problem = %p, "planner");
         }
+        *self.pod_cidrs.lock().expect("pod CIDR map") = plan
+            .snapshot
+            .nodes
+            .iter()
+            .map(|(n, f)| (n.clone(), f.pod_cidrs.clone()))
+            .collect();
         for (node, agent) in &self.agents {
             if let Some(dp) = plan.dataplanes.get(node) {
                 agent.set_plan(dp.clone());
@@ -300,6 +309,7 @@ impl Lab {
             wg_dev: dev,
             wg_key: self.keys_dir().join(format!("{node}.key")),
             wg_log: dir.join("boringtun.log"),
+            pod_cidrs: self.pod_cidrs.clone(),
         };
         self.agents
             .insert(node.into(), AgentHandle::start(spec, plan));

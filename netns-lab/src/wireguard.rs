@@ -56,7 +56,17 @@ pub fn generate_key(dir: &Path, node: &str) -> Result<(PathBuf, String), WireGua
 }
 
 /// `cfg` with every shared prefix kept only on its first healthy peer (by name).
-pub fn effective(cfg: &WireGuardConfig, unhealthy: &BTreeSet<String>) -> WireGuardConfig {
+///
+/// A peer's own prefixes stay with it as more specific entries (`own`: peer → its pod CIDRs),
+/// so traffic its own pods send through it passes WireGuard's source check even while a
+/// shared pool prefix is on a sibling. Return traffic that another host's ECMP hashes onto
+/// the sibling is still dropped by that check: ECMP over WireGuard peers of one device does
+/// not work, which the lab reports as failed pairs (see the node agent issue).
+pub fn effective(
+    cfg: &WireGuardConfig,
+    unhealthy: &BTreeSet<String>,
+    own: &BTreeMap<String, Vec<ipnet::IpNet>>,
+) -> WireGuardConfig {
     let mut owners: BTreeMap<ipnet::IpNet, Vec<&String>> = BTreeMap::new();
     for (name, p) in &cfg.peers {
         for a in &p.allowed_ips {
@@ -73,6 +83,16 @@ pub fn effective(cfg: &WireGuardConfig, unhealthy: &BTreeSet<String>) -> WireGua
             let peer = out.peers.get_mut(n.as_str()).expect("listed");
             peer.allowed_ips.retain(|a| a != prefix);
         }
+    }
+    for (name, peer) in out.peers.iter_mut() {
+        for c in own.get(name).into_iter().flatten() {
+            let shared = owners.get(c).is_some_and(|o| o.len() > 1);
+            let covered = peer.allowed_ips.iter().any(|a| a.contains(c));
+            if !covered && !shared && !peer.allowed_ips.contains(c) {
+                peer.allowed_ips.push(*c);
+            }
+        }
+        peer.allowed_ips.sort();
     }
     out
 }
@@ -184,8 +204,9 @@ impl WireGuardDevice {
         &mut self,
         cfg: &WireGuardConfig,
         unhealthy: &BTreeSet<String>,
+        own: &BTreeMap<String, Vec<ipnet::IpNet>>,
     ) -> Result<(), WireGuardError> {
-        let cfg = &effective(cfg, unhealthy);
+        let cfg = &effective(cfg, unhealthy, own);
         if self.listen_port != Some(cfg.listen_port) {
             let port = cfg.listen_port.to_string();
             let key = self.key_file.display().to_string();

@@ -55,13 +55,15 @@ pub fn check(lab: &Lab, label: &str, c: &Connectivity) -> CheckResult {
     let mut last_err = Vec::new();
     loop {
         last_err.clear();
+        // `pending` keeps the pairs still to be proven reachable, or (for `reachable: false`)
+        // the pairs that are correctly unreachable.
         pending.retain(|(f, t)| match probe_pair(lab, f, t) {
             Ok(()) => !c.reachable,
             Err(e) => {
                 if c.reachable {
                     last_err.push(format!("{f} -> {t}: {e}"));
                 }
-                c.reachable
+                true
             }
         });
         if !c.reachable {
@@ -88,6 +90,12 @@ pub fn check(lab: &Lab, label: &str, c: &Connectivity) -> CheckResult {
     } else {
         // Here `pending` holds the pairs that (correctly) failed.
         r.passed = pending.len() == total && total > 0;
+        r.details = froms
+            .iter()
+            .flat_map(|f| tos.iter().filter(move |t| *t != f).map(move |t| (f, t)))
+            .filter(|(f, t)| !pending.iter().any(|(a, b)| a == *f && b == *t))
+            .map(|(f, t)| format!("{f} -> {t}: reachable, expected not"))
+            .collect();
         r.summary = format!(
             "{}/{total} pod pairs unreachable as expected",
             pending.len()
