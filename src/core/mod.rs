@@ -1,6 +1,17 @@
 //! The pure planner: every decision as a function from an observed snapshot to desired state.
 //! No I/O, no clocks, no randomness: the controller, the agent, the simulator and the lab all
 //! call exactly this code.
+//!
+//! Data plane of one node (agent, simulator, lab):
+//! 1. [`PlanIndex::new`] once per [`Snapshot`] (sites via [`assign_sites`], gateway pool
+//!    membership and reachability, scope settings; problems in [`PlanIndex::problems`]);
+//! 2. [`plan_node`] per node → [`NodePlan`]: the [`NodeDataplane`] (WireGuard peers, tunnels,
+//!    routes with ECMP nexthops, probes, masquerade, CNI), its [`Link`]s and [`PlanProblem`]s;
+//! 3. [`diff`] between the applied and the new [`NodeDataplane`] → [`DataplaneOp`]s in a safe
+//!    order, [`describe`] for the human-readable change list.
+//!
+//! [`pool_status`] gives the GatewayPool status the controller writes; [`plan_link`] and
+//! [`scopes_between`] explain one link (governing scope, encapsulation, MTU, health).
 
 pub mod alloc;
 pub mod controller_plan;
