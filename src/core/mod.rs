@@ -7,7 +7,7 @@
 //!    membership and reachability, scope settings; problems in [`PlanIndex::problems`]);
 //! 2. [`plan_node`] per node → [`NodePlan`]: the [`NodeDataplane`] (WireGuard peers, tunnels,
 //!    routes with ECMP nexthops, probes, masquerade, CNI), its [`Link`]s and [`PlanProblem`]s;
-//! 3. [`diff`] between the applied and the new [`NodeDataplane`] → [`DataplaneOp`]s in a safe
+//! 3. [`diff()`] between the applied and the new [`NodeDataplane`] → [`DataplaneOp`]s in a safe
 //!    order, [`describe`] for the human-readable change list.
 //!
 //! [`pool_status`] gives the GatewayPool status the controller writes; [`plan_link`] and
