@@ -598,3 +598,43 @@ fn route_mtu_counts_every_hop_of_the_path() {
     let local = &plans["a-w1"].routes[&"100.64.2.0/24".parse::<IpNet>().unwrap()];
     assert_eq!(local.mtu, 1450);
 }
+
+#[test]
+fn node_outside_every_site_gets_only_local_config() {
+    let mut snap = two_sites();
+    add(
+        &mut snap,
+        node("stray", "a", "192.0.2.10", None, "100.64.9.0/24"),
+    );
+    let index = PlanIndex::new(&snap, PlanSettings::default());
+    assert!(index.problems().contains(&PlanProblem::NodeWithoutSite {
+        node: "stray".into()
+    }));
+    let plan = plan_node(&index, "stray").unwrap().dataplane;
+    assert!(plan.routes.is_empty() && plan.wireguard.peers.is_empty());
+    assert_eq!(plan.cni.ranges, ["100.64.9.0/24".parse::<IpNet>().unwrap()]);
+    // Nobody routes to it either.
+    let w = plan_node(&index, "a-w1").unwrap().dataplane;
+    assert!(!w.probes.contains_key("stray"));
+}
+
+#[test]
+fn explicit_site_assignment_overrides_addresses_and_cache_is_stable() {
+    let snap = two_sites();
+    let sites: std::collections::BTreeMap<&str, &str> = [
+        ("a-w1", "b"),
+        ("a-g1", "a"),
+        ("a-g2", "a"),
+        ("b-w1", "b"),
+        ("b-g1", "b"),
+    ]
+    .into();
+    let index = PlanIndex::with_sites(&snap, PlanSettings::default(), &sites);
+    assert_eq!(index.site("a-w1"), Some("b"));
+    let first = plan_node(&index, "a-w1").unwrap();
+    // a-w1 now sits in b: b's gateway is its gateway.
+    let route = &first.dataplane.routes[&"100.64.0.0/16".parse::<IpNet>().unwrap()];
+    assert_eq!(route.nexthops[0].peer, "b-g1");
+    // Second plan on the same index reads the path-MTU cache and must not differ.
+    assert_eq!(plan_node(&index, "a-w1").unwrap(), first);
+}
