@@ -28,6 +28,8 @@ pub mod plan_problem;
 #[cfg(test)]
 mod diff_tests;
 #[cfg(test)]
+mod links_tests;
+#[cfg(test)]
 mod plan_proptest;
 #[cfg(test)]
 mod plan_tests;
