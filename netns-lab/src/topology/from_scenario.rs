@@ -272,7 +272,10 @@ fn add_appliance_routes(sites: &mut [SiteNet], nodes: &[NodeNet], links: &[Priva
         if dom.len() < 2 {
             continue;
         }
-        let own = gateways(&site.name);
+        // One next hop, the site's first gateway: a cloud route table points a prefix at one
+        // appliance, and ECMP here would hash flows onto a gateway that the far side's
+        // WireGuard does not accept them from (one device, one peer per prefix).
+        let own: Vec<Ipv4Addr> = gateways(&site.name).into_iter().take(1).collect();
         let via = if !own.is_empty() {
             own
         } else {
