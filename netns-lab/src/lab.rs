@@ -459,11 +459,10 @@ pub fn shell(lab: Option<&str>, target: &str, command: &[String]) -> anyhow::Res
             labs.join(", ")
         );
     };
-    let candidates = [
-        format!("n-{target}"),
-        format!("p-{target}"),
-        target.to_string(),
-    ];
+    let mut candidates = vec![format!("n-{target}"), target.to_string()];
+    if let Some(node) = target.strip_prefix("pod-") {
+        candidates.insert(0, format!("p-{node}"));
+    }
     let existing = registry::existing_namespaces(lab);
     let Some(ns) = candidates
         .iter()
