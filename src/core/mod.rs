@@ -17,18 +17,18 @@ pub mod alloc;
 pub mod controller_plan;
 pub mod dataplane;
 pub mod diff;
+#[cfg(test)]
+mod diff_tests;
 pub mod gateways;
 pub mod health;
 pub mod lease;
 pub mod links;
+#[cfg(test)]
+mod links_tests;
 pub mod mtu;
 pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;
-#[cfg(test)]
-mod diff_tests;
-#[cfg(test)]
-mod links_tests;
 #[cfg(test)]
 mod plan_proptest;
 #[cfg(test)]
