@@ -65,7 +65,7 @@ async fn cni_add_gives_pods_addresses_that_reach_across_nodes() {
         return;
     }
     if let Some(why) = netns_cni::plugins_missing() {
-        println!("SKIPPED cni_add: {why}");
+        netns::report_skip(&format!("cni_add: {why}"));
         return;
     }
     let a = Netns::new("cnia");

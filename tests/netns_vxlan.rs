@@ -165,8 +165,8 @@ async fn geneve_pod_traffic_where_the_kernel_has_it() {
         return;
     }
     if !kernel_has("geneve", "id 1 remote 192.0.2.1") {
-        println!(
-            "SKIPPED geneve_pod_traffic: this kernel has no GENEVE (`ip link add type geneve` fails); run it in the lab's VM mode"
+        netns::report_skip(
+            "geneve_pod_traffic: this kernel has no GENEVE (`ip link add type geneve` fails); run it in the lab's VM mode",
         );
         return;
     }
@@ -179,8 +179,8 @@ async fn ipip_pod_traffic_where_the_kernel_has_it() {
         return;
     }
     if !kernel_has("ipip", "local 192.0.2.1 remote 192.0.2.2") {
-        println!(
-            "SKIPPED ipip_pod_traffic: this kernel has no IPIP (`ip link add type ipip` fails); run it in the lab's VM mode"
+        netns::report_skip(
+            "ipip_pod_traffic: this kernel has no IPIP (`ip link add type ipip` fails); run it in the lab's VM mode",
         );
         return;
     }

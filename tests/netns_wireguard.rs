@@ -217,8 +217,8 @@ fn kernel_backend_is_chosen_where_the_kernel_has_wireguard() {
     }
     let probe = Netns::new("wgk");
     if !probe.try_sh("ip link add wgprobe0 type wireguard") {
-        println!(
-            "SKIPPED kernel_backend: this kernel has no WireGuard (`ip link add type wireguard` fails); the userspace path is tested instead; run this in the lab's VM mode"
+        netns::report_skip(
+            "kernel_backend: this kernel has no WireGuard (`ip link add type wireguard` fails); the userspace path is tested instead; run this in the lab's VM mode",
         );
         return;
     }

@@ -16,12 +16,30 @@ use std::process::{Command, Output, Stdio};
 
 use nix::sched::{CloneFlags, setns};
 
+/// Says out loud that a test did not run and why: on stdout, and appended to the file named by
+/// `UNBOUNDED_SKIP_LOG` (scripts/test.sh prints that file, since libtest hides a passing test's output).
+pub fn report_skip(why: &str) {
+    println!("SKIPPED {why}");
+    if let Some(path) = std::env::var_os("UNBOUNDED_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "SKIPPED {why}");
+        }
+    }
+}
+
 /// `true` if the test may create namespaces; prints why not otherwise.
 pub fn require_root(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         true
     } else {
-        println!("SKIPPED {test}: network namespace tests need root (run as root or under sudo)");
+        report_skip(&format!(
+            "{test}: network namespace tests need root (run as root or under sudo)"
+        ));
         false
     }
 }
