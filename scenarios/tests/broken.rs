@@ -437,8 +437,8 @@ fn a_broken_expressroute_fails_with_line_and_column() {
             "unknown field `meshNode`",
         ),
         (
-            &[("latency: 2ms", "latency: ⟦2")],
-            "duration `2` has no unit",
+            &[("to: all, within: 60s", "to: all, within: ⟦60")],
+            "duration `60` has no unit",
         ),
     ];
     for (edits, message) in cases {
