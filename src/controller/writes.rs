@@ -15,6 +15,13 @@ use crate::cluster::{Cluster, ClusterError, ClusterObject};
 /// Attempts per write before giving up until the next pass.
 const ATTEMPTS: usize = 5;
 
+/// Which part of an object a write replaces.
+#[derive(Clone, Copy)]
+enum Part {
+    Object,
+    Status,
+}
+
 /// Node label change: set to a Site, or remove.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LabelChange<'a> {
@@ -44,11 +51,7 @@ impl<C: Cluster> Writer<C> {
         label: LabelChange<'_>,
         cidrs: Option<&[IpNet]>,
     ) -> Result<Node, ClusterError> {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let mut current = node.clone();
-        let mut last = None;
-        for _ in 0..ATTEMPTS {
-            let mut next = current.clone();
+        let set = |next: &mut Node| {
             let labels = next.metadata.labels.get_or_insert_default();
             match label {
                 LabelChange::Keep => {}
@@ -69,28 +72,9 @@ impl<C: Cluster> Writer<C> {
                     spec.pod_cidrs = Some(cidrs.iter().map(|c| c.to_string()).collect());
                 }
             }
-            if next == current {
-                return Ok(current);
-            }
-            self.metrics.api_writes.inc();
-            match self.cluster.replace(None, &name, &next).await {
-                Ok(stored) => {
-                    self.store.record(nodes_slot, stored.clone());
-                    return Ok(stored);
-                }
-                Err(e @ ClusterError::Conflict { .. }) => {
-                    self.metrics.conflicts.inc();
-                    last = Some(e);
-                    current = self.cluster.get(None, &name).await?;
-                    self.store.record(nodes_slot, current.clone());
-                }
-                Err(e) => {
-                    self.metrics.write_errors.inc();
-                    return Err(e);
-                }
-            }
-        }
-        Err(last.unwrap_or(ClusterError::Api("conflict retries exhausted".into())))
+        };
+        self.converge(nodes_slot, node.clone(), Part::Object, set)
+            .await
     }
 
     /// Brings the status of `obj` to what `set` makes of it, via the `/status` subresource.
@@ -100,33 +84,8 @@ impl<C: Cluster> Writer<C> {
         obj: &K,
         set: impl Fn(&mut K),
     ) -> Result<(), ClusterError> {
-        let name = obj.meta().name.clone().unwrap_or_default();
-        let mut current = obj.clone();
-        let mut last = None;
-        for _ in 0..ATTEMPTS {
-            let mut next = current.clone();
-            set(&mut next);
-            if same(&next, &current) {
-                return Ok(());
-            }
-            self.metrics.api_writes.inc();
-            match self.cluster.replace_status(None, &name, &next).await {
-                Ok(stored) => {
-                    self.store.record(slot, stored);
-                    return Ok(());
-                }
-                Err(e @ ClusterError::Conflict { .. }) => {
-                    self.metrics.conflicts.inc();
-                    last = Some(e);
-                    current = self.cluster.get(None, &name).await?;
-                }
-                Err(e) => {
-                    self.metrics.write_errors.inc();
-                    return Err(e);
-                }
-            }
-        }
-        Err(last.unwrap_or(ClusterError::Api("conflict retries exhausted".into())))
+        self.converge(slot, obj.clone(), Part::Status, set).await?;
+        Ok(())
     }
 
     /// Creates `obj`, or replaces what is stored under its name when `set` changes it.
@@ -138,7 +97,7 @@ impl<C: Cluster> Writer<C> {
         set: impl Fn(&mut K),
     ) -> Result<(), ClusterError> {
         let name = obj.meta().name.clone().unwrap_or_default();
-        let mut current = match existing {
+        let current = match existing {
             Some(e) => e.clone(),
             None => {
                 self.metrics.api_writes.inc();
@@ -157,23 +116,43 @@ impl<C: Cluster> Writer<C> {
                 }
             }
         };
+        self.converge(slot, current, Part::Object, set).await?;
+        Ok(())
+    }
+
+    /// Applies `set` to `current` and writes the result (object or `/status`), re-reading and
+    /// re-applying on 409 Conflict up to [`ATTEMPTS`] times. Returns the object as stored, or
+    /// `current` unchanged when `set` changes nothing.
+    async fn converge<K: ClusterObject>(
+        &self,
+        slot: Slot<K>,
+        mut current: K,
+        part: Part,
+        set: impl Fn(&mut K),
+    ) -> Result<K, ClusterError> {
+        let name = current.meta().name.clone().unwrap_or_default();
         let mut last = None;
         for _ in 0..ATTEMPTS {
             let mut next = current.clone();
             set(&mut next);
             if same(&next, &current) {
-                return Ok(());
+                return Ok(current);
             }
             self.metrics.api_writes.inc();
-            match self.cluster.replace(None, &name, &next).await {
+            let written = match part {
+                Part::Object => self.cluster.replace(None, &name, &next).await,
+                Part::Status => self.cluster.replace_status(None, &name, &next).await,
+            };
+            match written {
                 Ok(stored) => {
-                    self.store.record(slot, stored);
-                    return Ok(());
+                    self.store.record(slot, stored.clone());
+                    return Ok(stored);
                 }
                 Err(e @ ClusterError::Conflict { .. }) => {
                     self.metrics.conflicts.inc();
                     last = Some(e);
                     current = self.cluster.get(None, &name).await?;
+                    self.store.record(slot, current.clone());
                 }
                 Err(e) => {
                     self.metrics.write_errors.inc();
