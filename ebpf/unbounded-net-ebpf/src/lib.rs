@@ -1,2 +1,0 @@
-//! The TC program lands with the eBPF dataplane issue.
-#![no_std]
