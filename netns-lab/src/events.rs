@@ -1,6 +1,8 @@
 //! Timeline events acted out on the lab: a gateway crash is the machine going dark (its agent
 //! and WireGuard daemon killed, its underlay link down); an agent restart stops the agent and
-//! starts a new one that must adopt the kernel state without dropping flows.
+//! starts a new one that must adopt the kernel state without dropping flows; a node leaving
+//! is deleted from the API and its machine goes away; a controller leader loss kills the
+//! replica holding the Lease.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -35,7 +37,7 @@ fn carrying_gateway(lab: &Lab, flow: &str) -> Result<String, LabError> {
         .topo
         .nodes
         .iter()
-        .filter(|n| n.gateway && lab.agents.contains_key(&n.name))
+        .filter(|n| n.gateway && lab.cp.as_ref().is_some_and(|c| c.has_agent(&n.name)))
     {
         let site = lab.topo.site(&n.site).expect("site");
         let path = dir.join(format!("carrying-{}.pcap", n.name));
@@ -107,45 +109,24 @@ pub fn apply(
             if let Some(n) = name {
                 state.crashed_by.insert(n.to_string(), node.clone());
             }
-            if let Some(a) = lab.agents.remove(node) {
-                let _ = a.stop();
-            }
-            let ns = lab.node_netns(node).ok_or_else(|| unknown(node))?;
-            // Processes inside the node (its WireGuard daemon) die with the machine.
-            let pids = cmd::stdout("ip", &["netns", "pids", &ns]).unwrap_or_default();
-            for pid in pids
-                .split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok())
-            {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-            cmd::ip_batch(&ns, &["link set eth0 down".into()]).map_err(io)?;
+            lab.kill_machine(node)?;
             Ok(format!("{node}: agent and daemons killed, eth0 down"))
         }
         Event::GatewayRestart(target) => {
             let node = &resolve_target(lab, state, target)?;
-            let ns = lab.node_netns(node).ok_or_else(|| unknown(node))?;
-            cmd::ip_batch(&ns, &["link set eth0 up".into()]).map_err(io)?;
-            let router = lab
-                .topo
-                .site(&lab.topo.node(node).expect("node").site)
-                .expect("site")
-                .router_ip;
-            cmd::ip_batch(&ns, &[format!("route replace default via {router}")]).map_err(io)?;
-            lab.start_agent(node)?;
+            lab.boot_machine(node)?;
             Ok(format!("{node}: eth0 up, agent started"))
         }
         Event::AgentRestart(node) => {
-            let a = lab.agents.remove(node).ok_or_else(|| unknown(node))?;
-            a.stop().map_err(|detail| LabError::Agent {
-                node: node.clone(),
-                detail,
-            })?;
+            lab.stop_agent(node)?;
             lab.start_agent(node)?;
             Ok(format!("{node}: agent stopped and started again"))
+        }
+        Event::NodeLeave(node) => {
+            lab.leave_node(node)?;
+            Ok(format!(
+                "{node}: Node deleted, machine gone, the others converged"
+            ))
         }
         Event::LinkCut(link) | Event::LinkHeal(link) => {
             let up = matches!(event, Event::LinkHeal(_));
@@ -187,22 +168,12 @@ pub fn apply(
             lab.join_node(node)?;
             Ok(format!("{node}: joined (key, plan, agent, pod)"))
         }
-        Event::ControllerLeaderLoss => {
-            // Embedded mode: a fresh control plane rebuilds from what the cluster shows
-            // (nodes with their pod CIDRs) and must reach the same plans.
-            let before = lab.plan.as_ref().map(|p| p.dataplanes.clone());
-            lab.replan()?;
-            let after = lab.plan.as_ref().map(|p| p.dataplanes.clone());
-            if before != after {
-                return Err(LabError::Io(
-                    "a rebuilt control plane planned differently from its predecessor".into(),
-                ));
-            }
-            Ok("control plane rebuilt from the cluster state: identical plans".into())
-        }
-        other => Err(LabError::Io(format!(
-            "timeline event `{}` is not acted out by the netns lab yet",
-            other.key()
+        Event::ControllerLeaderLoss => Ok(lab.cp().leader_loss()?),
+        Event::Partition(_) | Event::PartitionHeal(_) => Err(LabError::Io(format!(
+            "timeline event `{}` is not acted out by the netns lab: a partition must cut the \
+             listed groups (and the API server) apart on every path, underlay and management \
+             network alike, which the lab cannot do yet; the simulator runs it",
+            event.key()
         ))),
     }
 }

@@ -1,18 +1,15 @@
 //! One lab: a scenario's topology built, its control plane and agents running, its pods
 //! attached. Dropping a [`Lab`] tears it down unless it was detached.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use unbounded_net::api::Site;
 use unbounded_scenario::KubeObject;
 use unbounded_scenario::{Kernel, Scenario};
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use crate::agent_host::{AgentHandle, AgentSpec};
-use crate::embedded::{self, ClusterPlan};
+use crate::control::{self, ControlPlane};
 use crate::pods::{self, Pod};
 use crate::progress::Progress;
 use crate::registry::{self, Registry};
@@ -20,7 +17,6 @@ use crate::report::RunReport;
 use crate::signals;
 use crate::topology::{LabTopology, build, from_scenario};
 use crate::traffic::EchoServer;
-use crate::wireguard;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -41,11 +37,7 @@ pub enum LabError {
     )]
     NeedsNetem { link: String, what: String },
     #[error("control plane: {0}")]
-    ControlPlane(#[from] embedded::ControlPlaneError),
-    #[error("WireGuard: {0}")]
-    WireGuard(#[from] wireguard::WireGuardError),
-    #[error("agent on {node}: {detail}")]
-    Agent { node: String, detail: String },
+    ControlPlane(#[from] control::ControlError),
     #[error("pod on {node}: {source}")]
     Pod {
         node: String,
@@ -58,10 +50,23 @@ pub enum LabError {
 }
 
 /// How to run a lab.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LabOptions {
     /// Run even though the kernel cannot delay packets (no netem); reported in the notes.
     pub without_delay: bool,
+    pub control_plane: control::Mode,
+    /// This process is the `--kernel vm` guest: the kernel has what `kernel: vm` needs.
+    pub in_vm: bool,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            without_delay: false,
+            control_plane: control::Mode::Embedded,
+            in_vm: false,
+        }
+    }
 }
 
 /// A running lab.
@@ -71,18 +76,16 @@ pub struct Lab {
     pub reg: Registry,
     pub scenario: Scenario,
     pub topo: LabTopology,
-    pub bring_up: std::time::Duration,
+    pub bring_up: Duration,
     /// Nodes in the cluster now (scenario nodes with `present: true`, plus joined ones).
     pub present: Vec<String>,
-    /// WireGuard public keys the agents published.
-    pub keys: BTreeMap<String, String>,
-    pub plan: Option<ClusterPlan>,
-    pub agents: BTreeMap<String, AgentHandle>,
+    /// The controller and the node agents (dropped before the namespaces go).
+    pub(crate) cp: Option<ControlPlane>,
+    /// Pod CIDRs per node as the controller allocated them (read after each convergence).
+    pub pod_cidrs: BTreeMap<String, Vec<ipnet::IpNet>>,
     /// Test pod of each node.
     pub pods: BTreeMap<String, Pod>,
-    echo: Vec<EchoServer>,
-    /// Pod CIDRs per node, shared with the agents' WireGuard devices.
-    pod_cidrs: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<ipnet::IpNet>>>>,
+    pub(crate) echo: Vec<EchoServer>,
     detached: bool,
 }
 
@@ -98,9 +101,9 @@ pub fn site_objects(s: &Scenario) -> Vec<Site> {
 }
 
 /// Loads a scenario and refuses one this kernel mode cannot run.
-pub fn load_scenario(path: &Path) -> Result<Scenario, LabError> {
+pub fn load_scenario(path: &Path, in_vm: bool) -> Result<Scenario, LabError> {
     let s = Scenario::load(path).map_err(|e| LabError::Scenario(e.to_string()))?;
-    if s.kernel == Kernel::Vm {
+    if s.kernel == Kernel::Vm && !in_vm {
         return Err(LabError::NeedsVm {
             scenario: s.name.clone(),
             needs: "kernel GENEVE/IPIP/WireGuard/dummy devices".into(),
@@ -112,7 +115,7 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, LabError> {
 impl Lab {
     /// Builds the lab. On any error everything created so far is removed.
     pub fn up(path: &Path, name: &str, opts: &LabOptions) -> Result<Lab, LabError> {
-        let scenario = load_scenario(path)?;
+        let scenario = load_scenario(path, opts.in_vm)?;
         let mut notes = Vec::new();
         for link in &scenario.topology.links {
             if link.latency.as_std().is_zero() || build::netem_available() {
@@ -147,29 +150,37 @@ impl Lab {
             scenario,
             topo,
             bring_up: Default::default(),
-            keys: BTreeMap::new(),
-            plan: None,
-            agents: BTreeMap::new(),
+            cp: None,
+            pod_cidrs: BTreeMap::new(),
             pods: BTreeMap::new(),
             echo: Vec::new(),
-            pod_cidrs: Default::default(),
             detached: false,
         };
         // From here, dropping `lab` on an error path tears down what was built.
         let mut progress = Progress::new(false);
         build::build(&lab.reg, &lab.topo, &mut progress)?;
-        progress.step("node keys (wg genkey, on each node)");
+        let mode = opts.control_plane;
+        progress.step(match mode {
+            control::Mode::Embedded => {
+                "control plane (embedded): in-memory API store, 2 controller replicas"
+            }
+            control::Mode::Kube => {
+                "control plane (kube): etcd + kube-apiserver, CRDs, 2 unbounded-net-controller processes"
+            }
+        });
+        lab.cp = Some(ControlPlane::start(
+            mode,
+            &lab.reg,
+            &lab.scenario,
+            lab.underlay_mtu(),
+        )?);
+        progress.step("nodes registered, node agents started");
         for n in lab.present.clone() {
-            let (_, public) = wireguard::generate_key(&lab.keys_dir(), &n)?;
-            lab.keys.insert(n, public);
-        }
-        progress.step("control plane (embedded): site labels, pod CIDRs, node plans");
-        lab.replan()?;
-        progress.step("node agents");
-        for n in lab.present.clone() {
+            lab.register_node(&n)?;
             lab.start_agent(&n)?;
         }
-        lab.wait_converged(Duration::from_secs(30))?;
+        progress.step("waiting for the controller and every agent to converge");
+        lab.converge()?;
         progress.step("test pods (CNI ADD with the agents' conflists)");
         for n in lab.present.clone() {
             lab.add_pod(&n)?;
@@ -179,201 +190,25 @@ impl Lab {
         Ok(lab)
     }
 
-    fn keys_dir(&self) -> std::path::PathBuf {
-        registry::lab_dir(&self.reg.lab()).join("keys")
+    /// The underlay MTU the planner assumes: the smallest of the scenario's sites.
+    fn underlay_mtu(&self) -> u32 {
+        self.scenario
+            .topology
+            .sites
+            .iter()
+            .map(|s| s.mtu)
+            .min()
+            .unwrap_or(1500)
     }
 
-    fn node_dir(&self, node: &str) -> std::path::PathBuf {
+    pub(crate) fn cp(&mut self) -> &mut ControlPlane {
+        self.cp
+            .as_mut()
+            .expect("the control plane runs while the lab is up")
+    }
+
+    pub(crate) fn node_dir(&self, node: &str) -> std::path::PathBuf {
         registry::lab_dir(&self.reg.lab()).join("nodes").join(node)
-    }
-
-    /// Re-runs the embedded control plane over the present nodes and hands every running
-    /// agent its new plan.
-    pub fn replan(&mut self) -> Result<(), LabError> {
-        let existing: BTreeMap<String, Vec<ipnet::IpNet>> = self
-            .plan
-            .as_ref()
-            .map(|p| {
-                p.snapshot
-                    .nodes
-                    .iter()
-                    .map(|(n, f)| (n.clone(), f.pod_cidrs.clone()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let plan = embedded::plan_cluster(&self.scenario, &self.present, &self.keys, &existing)?;
-        for p in &plan.problems {
-            tracing::warn!(problem = %p, "planner");
-        }
-        *self.pod_cidrs.lock().expect("pod CIDR map") = plan
-            .snapshot
-            .nodes
-            .iter()
-            .map(|(n, f)| (n.clone(), f.pod_cidrs.clone()))
-            .collect();
-        for (node, agent) in &self.agents {
-            if let Some(dp) = plan.dataplanes.get(node) {
-                agent.set_plan(dp.clone());
-            }
-        }
-        self.plan = Some(plan);
-        self.sync_customer_routes()
-    }
-
-    /// Routers of sites on a private interconnect route every local node's pod CIDRs to that
-    /// node, as the customer network's BGP (or cloud route table) does once nodes announce
-    /// them; the interconnect then carries the site's pools (built with the topology).
-    fn sync_customer_routes(&self) -> Result<(), LabError> {
-        let Some(plan) = &self.plan else {
-            return Ok(());
-        };
-        for site in &self.topo.sites {
-            let on_interconnect = self
-                .topo
-                .private_links
-                .iter()
-                .any(|l| l.a == site.name || l.b == site.name);
-            if !on_interconnect {
-                continue;
-            }
-            let lines: Vec<String> = self
-                .topo
-                .nodes
-                .iter()
-                .filter(|n| n.site == site.name)
-                .flat_map(|n| {
-                    plan.pod_cidrs(&n.name)
-                        .into_iter()
-                        .map(move |c| format!("route replace {c} via {}", n.internal_ip))
-                })
-                .collect();
-            crate::cmd::ip_batch(&self.reg.netns_name(&site.netns), &lines)
-                .map_err(|e| LabError::Io(e.to_string()))?;
-        }
-        Ok(())
-    }
-
-    /// A node joins: its agent makes a key, the control plane plans it (and re-plans
-    /// everyone), its agent starts and its pod is attached.
-    pub fn join_node(&mut self, node: &str) -> Result<(), LabError> {
-        if self.topo.node(node).is_none() || self.present.iter().any(|n| n == node) {
-            return Err(LabError::Io(format!(
-                "{node} cannot join: unknown or already present"
-            )));
-        }
-        let (_, public) = wireguard::generate_key(&self.keys_dir(), node)?;
-        self.keys.insert(node.into(), public);
-        self.present.push(node.into());
-        self.replan()?;
-        self.start_agent(node)?;
-        self.wait_converged(Duration::from_secs(30))?;
-        self.add_pod(node)
-    }
-
-    /// A machine-wide unique WireGuard device name (boringtun's UAPI sockets share one
-    /// directory across namespaces).
-    fn wg_dev(&self, node: &str) -> String {
-        let lab = self.reg.lab();
-        let h = lab
-            .bytes()
-            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
-            & 0xffff;
-        let idx = self
-            .topo
-            .nodes
-            .iter()
-            .position(|n| n.name == node)
-            .unwrap_or(0);
-        format!("nlw{h:04x}{idx}")
-    }
-
-    pub fn start_agent(&mut self, node: &str) -> Result<(), LabError> {
-        let plan = self
-            .plan
-            .as_ref()
-            .and_then(|p| p.dataplanes.get(node))
-            .cloned()
-            .ok_or_else(|| LabError::Agent {
-                node: node.into(),
-                detail: "the control plane has no plan for it".into(),
-            })?;
-        let dir = self.node_dir(node);
-        std::fs::create_dir_all(dir.join("net.d")).map_err(|e| LabError::Io(e.to_string()))?;
-        let dev = self.wg_dev(node);
-        self.reg
-            .add_path(&std::path::Path::new(wireguard::UAPI_DIR).join(format!("{dev}.sock")))?;
-        let spec = AgentSpec {
-            node: node.into(),
-            netns: self.node_netns(node).expect("topology node"),
-            cni_dir: dir.join("net.d"),
-            wg_dev: dev,
-            wg_key: self.keys_dir().join(format!("{node}.key")),
-            wg_log: dir.join("boringtun.log"),
-            pod_cidrs: self.pod_cidrs.clone(),
-        };
-        self.agents
-            .insert(node.into(), AgentHandle::start(spec, plan));
-        Ok(())
-    }
-
-    /// Waits until every agent completed a reconcile pass.
-    pub fn wait_converged(&mut self, timeout: Duration) -> Result<(), LabError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut pending = Vec::new();
-            let mut failed = Vec::new();
-            for (node, a) in &self.agents {
-                if a.finished() {
-                    failed.push(node.clone());
-                } else if *a.passes.borrow() == 0 {
-                    pending.push(node.clone());
-                }
-            }
-            if let Some(node) = failed.into_iter().next() {
-                let a = self.agents.remove(&node).expect("listed");
-                let detail = a.stop().err().unwrap_or_else(|| "stopped".into());
-                return Err(LabError::Agent { node, detail });
-            }
-            if pending.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(LabError::Agent {
-                    node: pending.join(","),
-                    detail: format!("no reconcile pass within {timeout:?}"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Creates the node's test pod and attaches it with the conflist its agent wrote.
-    pub fn add_pod(&mut self, node: &str) -> Result<(), LabError> {
-        let dir = self.node_dir(node);
-        let conf = pods::load_conflist(
-            &dir.join("net.d")
-                .join(unbounded_net::node::cni::CONFLIST_FILE),
-            &dir.join("ipam"),
-        )
-        .map_err(|source| LabError::Pod {
-            node: node.into(),
-            source,
-        })?;
-        let pod_ns = self.reg.netns_name(&format!("p-{node}"));
-        self.reg.add_netns(&pod_ns)?;
-        crate::cmd::run("ip", &["netns", "add", &pod_ns])
-            .map_err(|e| LabError::Io(e.to_string()))?;
-        let node_ns = self.node_netns(node).expect("topology node");
-        let pod = pods::attach(&conf, node, &node_ns, &format!("pod-{node}"), &pod_ns).map_err(
-            |source| LabError::Pod {
-                node: node.into(),
-                source,
-            },
-        )?;
-        self.echo
-            .push(EchoServer::start(&pod_ns, pod.ip).map_err(|e| LabError::Io(e.to_string()))?);
-        self.pods.insert(node.into(), pod);
-        Ok(())
     }
 
     /// Namespace of a node.
@@ -403,10 +238,7 @@ impl Lab {
             eprintln!(
                 "pod  {:<14} ip {pod:<15} pod CIDRs {:?}",
                 n.name,
-                self.plan
-                    .as_ref()
-                    .map(|p| p.pod_cidrs(&n.name))
-                    .unwrap_or_default()
+                self.pod_cidrs.get(&n.name).cloned().unwrap_or_default()
             );
             eprintln!(
                 "node {:<14} site {:<12} {:<15} ext {:<15} ns {}",
@@ -432,13 +264,10 @@ impl Drop for Lab {
         if self.detached {
             return;
         }
-        // Agents run inside the namespaces: stop them before the namespaces go.
+        // Agents run inside the namespaces: stop them (and the controllers, the API server)
+        // before the namespaces go.
         self.echo.clear();
-        for (node, a) in std::mem::take(&mut self.agents) {
-            if let Err(e) = a.stop() {
-                eprintln!("netns-lab: agent {node}: {e}");
-            }
-        }
+        drop(self.cp.take());
         let errors = self.reg.teardown();
         for e in errors {
             eprintln!("netns-lab: teardown: {e}");
@@ -502,8 +331,8 @@ pub fn run_scenario(
         notes: lab.notes.clone(),
         scenario: lab.scenario.name.clone(),
         lab: name.into(),
-        kernel: "host".into(),
-        control_plane: "embedded".into(),
+        kernel: if opts.in_vm { "vm" } else { "host" }.into(),
+        control_plane: opts.control_plane.name().into(),
         bring_up_ms: lab.bring_up.as_millis(),
         results,
     };

@@ -6,15 +6,15 @@
 //! - [`pods`]: test pods attached by the real CNI plugins;
 //! - [`doctor`]: what this machine can do.
 
-pub mod agent_host;
 pub mod capture;
 pub mod checks;
 pub mod cmd;
+pub mod control;
 pub mod doctor;
-pub mod embedded;
 pub mod events;
 pub mod lab;
 pub mod netns;
+pub mod nodes;
 pub mod pods;
 pub mod progress;
 pub mod registry;
@@ -23,4 +23,3 @@ pub mod signals;
 pub mod timeline;
 pub mod topology;
 pub mod traffic;
-pub mod wireguard;

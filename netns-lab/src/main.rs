@@ -24,9 +24,11 @@ struct Cli {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ControlPlane {
-    /// The core planner and the in-memory cluster store inside the lab process.
+    /// The production controller and agent shells over an in-memory API store, all inside
+    /// the lab process (agents on threads in their node namespaces).
     Embedded,
-    /// A real kube-apiserver + etcd, the controller and one agent process per node.
+    /// A real kube-apiserver + etcd, `unbounded-net-controller` processes and one
+    /// `unbounded-net-node` process per node namespace, over a management network.
     Kube,
 }
 
@@ -94,11 +96,6 @@ enum Cmd {
 }
 
 fn check_modes(opts: &RunOpts) -> anyhow::Result<()> {
-    if opts.control_plane == ControlPlane::Kube {
-        bail!(
-            "--control-plane kube is not implemented yet in netns-lab; use the default --control-plane embedded"
-        );
-    }
     if opts.kernel == Some(KernelMode::Vm) {
         bail!(
             "--kernel vm is not implemented yet in netns-lab; host mode is the only kernel mode so far"
@@ -120,6 +117,11 @@ fn lab_name(opts: &RunOpts) -> String {
 fn lab_options(opts: &RunOpts) -> lab::LabOptions {
     lab::LabOptions {
         without_delay: opts.without_delay,
+        in_vm: false,
+        control_plane: match opts.control_plane {
+            ControlPlane::Embedded => netns_lab::control::Mode::Embedded,
+            ControlPlane::Kube => netns_lab::control::Mode::Kube,
+        },
     }
 }
 
@@ -128,7 +130,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,unbounded_net::node=error")),
         )
         .with_writer(std::io::stderr)
         .init();
