@@ -59,6 +59,7 @@ fn plan(n: usize) -> NodeDataplane {
                     vni: Some(1),
                 }],
                 mtu: 1450,
+                pin: None,
             },
         );
     }

@@ -1,5 +1,6 @@
 //! The whole agent shell (`node::shell::run`) for two nodes, each in its own namespace,
-//! against the in-memory API server: it publishes its key, programs the VXLAN link the
+//! against the in-memory API server with the production controller publishing the
+//! SiteNodeSlices the agents read: each agent publishes its key, programs the VXLAN link the
 //! planner chose, writes the conflist and the masquerade table; pods' gateways reach each
 //! other; with the API away nothing changes (fail static); when a node leaves the cluster its
 //! tunnel and route go.
@@ -17,8 +18,12 @@ use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus};
 use netns::{Netns, require_root, veth};
 use netns_nodes::owned_links;
 use nix::sched::{CloneFlags, setns};
-use unbounded_net::api::{SITE_LABEL, Site, TunnelProtocol, WG_PUBKEY_ANNOTATION};
+use unbounded_net::api::{
+    SITE_LABEL, Site, SiteNodeSlice, SiteNodeSliceSpec, SliceNode, TunnelProtocol,
+    WG_PUBKEY_ANNOTATION,
+};
 use unbounded_net::cluster::{Cluster, InMemoryCluster};
+use unbounded_net::controller::{Controller, ControllerSettings, SystemClock};
 use unbounded_net::core::plan_index::PlanSettings;
 use unbounded_net::core::synthetic::site;
 use unbounded_net::node::cni::CONFLIST_FILE;
@@ -149,6 +154,31 @@ async fn agent_shell_programs_plan_fails_static_and_follows_changes() {
         Some([(WG_PUBKEY_ANNOTATION.to_string(), "garbage".to_string())].into());
     cluster.create(None, &bad).await.unwrap();
     cluster.replace_status(None, "n3", &bad).await.unwrap();
+    // A slice nobody valid wrote (the in-memory server has no schema validation): garbage
+    // addresses, key and CIDR for a node that does not exist. Named in the logs, skipped.
+    let junk = SiteNodeSlice::new(
+        "s-junk",
+        SiteNodeSliceSpec {
+            site_name: "s".into(),
+            slice_index: 99,
+            nodes: vec![SliceNode {
+                name: "ghost".into(),
+                wire_guard_public_key: "not-a-key".into(),
+                internal_ips: vec!["300.1.1.1".into()],
+                external_ips: vec![],
+                pod_cidrs: vec!["10.244.9.0/99".into()],
+            }],
+        },
+    );
+    cluster.create(None, &junk).await.unwrap();
+    let (_stop_controller, shutdown) = tokio::sync::watch::channel(false);
+    let settings = ControllerSettings {
+        debounce: Duration::from_millis(50),
+        ..Default::default()
+    };
+    tokio::spawn(
+        Controller::new(cluster.clone(), settings, std::sync::Arc::new(SystemClock)).run(shutdown),
+    );
     let cfg_a = config("n1", "a");
     let cni_a = cfg_a.cni_conf_dir.join(CONFLIST_FILE);
     let _agent_a = Agent::start(&a, cluster.clone(), cfg_a);

@@ -191,6 +191,7 @@ mod tests {
                 Route {
                     nexthops: nhs,
                     mtu: 1400,
+                    pin: None,
                 },
             );
         }

@@ -33,17 +33,31 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// The node agent's planner input: node facts from the SiteNodeSlices and GatewayPool
+    /// status (`nodes` is not read), specs as in [`Observed::snapshot`].
+    pub fn agent_snapshot(&self) -> Snapshot {
+        self.snapshot_with(crate::core::node_facts_from_slices(
+            self.slices.values(),
+            self.pools.values(),
+        ))
+    }
+
     /// The planner's input: specs and node facts, keyed by name.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_with(
+            self.nodes
+                .iter()
+                .map(|(n, node)| (n.clone(), NodeFacts::from_node(node)))
+                .collect(),
+        )
+    }
+
+    fn snapshot_with(&self, nodes: BTreeMap<String, NodeFacts>) -> Snapshot {
         fn specs<K, S: Clone>(m: &BTreeMap<String, K>, f: fn(&K) -> &S) -> BTreeMap<String, S> {
             m.iter().map(|(n, o)| (n.clone(), f(o).clone())).collect()
         }
         Snapshot {
-            nodes: self
-                .nodes
-                .iter()
-                .map(|(n, node)| (n.clone(), NodeFacts::from_node(node)))
-                .collect(),
+            nodes,
             sites: specs(&self.sites, |o| &o.spec),
             gateway_pools: specs(&self.pools, |o| &o.spec),
             assignments: specs(&self.assignments, |o| &o.spec),

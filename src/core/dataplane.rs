@@ -97,9 +97,9 @@ pub struct WireGuardPeer {
     /// with no published address) and will initiate itself.
     pub endpoint: Option<SocketAddr>,
     /// Sorted, deduplicated; every prefix routed through this peer (incl. the host route to
-    /// its health endpoint). Peers that are ECMP nexthops for the same prefix share it here:
-    /// one kernel WireGuard device cannot hold a prefix on two peers, so a driver that needs
-    /// ECMP over WireGuard gives such peers separate devices or steers by eBPF.
+    /// its health endpoint) plus the peer's own pod CIDRs. Gateways that are candidates for
+    /// the same prefix all list it here; [`crate::core::steering::wireguard_effective`] gives
+    /// each such prefix to the one peer the route's [`Route::pin`] selects.
     pub allowed_ips: Vec<IpNet>,
     /// Seconds between keepalives; set when either side is behind NAT.
     pub persistent_keepalive: Option<u16>,
@@ -128,6 +128,12 @@ pub struct Route {
     pub nexthops: Vec<NextHop>,
     /// Smallest inner MTU along the path (first link and any gateway-to-gateway links).
     pub mtu: u32,
+    /// `Some(key)`: the traffic takes ONE of the nexthops, the healthy one every node picks
+    /// for `key` (see [`crate::core::steering`]), instead of ECMP. Set on gateway routes whose
+    /// path crosses WireGuard: a WireGuard peer accepts only sources in its allowed IPs, so
+    /// both directions of a conversation must use the same gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 /// One way to forward a packet for a prefix.

@@ -211,6 +211,9 @@ impl fmt::Display for Route {
             }
             write!(f, "{} ({} {})", hop.peer, hop.encap, hop.underlay)?;
         }
+        if let Some(key) = &self.pin {
+            write!(f, " one gateway for {key:?}")?;
+        }
         write!(f, " mtu {}", self.mtu)
     }
 }

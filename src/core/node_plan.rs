@@ -25,6 +25,7 @@ use super::gateways::Dest;
 use super::links::{Link, plan_link};
 use super::plan_index::PlanIndex;
 use super::plan_problem::{PlanError, PlanProblem};
+use crate::api::GatewayPoolType;
 
 /// The plan of one node and what got in its way.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,6 +86,52 @@ fn insert_route(
     routes.insert(prefix, route);
 }
 
+/// Whether a gateway route's path may cross WireGuard: on this node's own links to the
+/// gateways, or beyond them because the pool is External (its members are reached over
+/// public addresses, where WireGuard wins). Decided from the specs, not from whichever nodes
+/// exist, so a node joining anywhere never flips a route between ECMP and one gateway.
+fn crosses_wireguard(index: &PlanIndex<'_>, hops: &[NextHop], pool: &str) -> bool {
+    hops.iter().any(|h| h.encap == Encap::WireGuard)
+        || index.pools.pools[pool].spec.pool_type == GatewayPoolType::External
+}
+
+/// The key both ends of a conversation derive for the gateway of `pool` that carries it
+/// (see [`crate::core::steering`]): the pair of Sites when the pool serves both, else the
+/// Site on the pool's side — the destination's when the pool serves it, this node's when the
+/// pool serves this node's Site — and the pool alone for a transit pool serving neither.
+fn pin_key(index: &PlanIndex<'_>, own: Option<&str>, pool: &str, dest: Dest<'_>) -> String {
+    let serves = |s: &str| index.pools.pools[pool].connected.contains_key(s);
+    let dest_name = match dest {
+        Dest::Site(s) => s.to_string(),
+        Dest::Routed(p) => format!("routed/{p}"),
+    };
+    let dest_served = match dest {
+        Dest::Site(s) => serves(s),
+        Dest::Routed(p) => p == pool,
+    };
+    match own.filter(|s| serves(s)) {
+        Some(s) if dest_served => {
+            let (a, b) = if s <= dest_name.as_str() {
+                (s, dest_name.as_str())
+            } else {
+                (dest_name.as_str(), s)
+            };
+            format!("{a}|{b}")
+        }
+        Some(s) => s.to_string(),
+        None if dest_served => dest_name,
+        None => format!("pool/{pool}"),
+    }
+}
+
+/// A WireGuard peer's allowed IPs plus its own pod CIDRs, sorted and deduplicated.
+fn with_own_cidrs(mut allowed: Vec<IpNet>, own: &[IpNet]) -> Vec<IpNet> {
+    allowed.extend(own.iter().map(IpNet::trunc));
+    allowed.sort();
+    allowed.dedup();
+    allowed
+}
+
 /// Plans one node's data plane.
 #[instrument(skip(index), fields(nodes = index.snap.nodes.len()))]
 pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanError> {
@@ -141,6 +188,7 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
                 let route = Route {
                     nexthops: vec![nexthop(link)],
                     mtu: link.mtu,
+                    pin: None,
                 };
                 insert_route(&mut routes, &mut problems, node, cidr.trunc(), route);
             }
@@ -192,10 +240,19 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
         if nexthops.is_empty() {
             continue;
         }
+        let first_pool = candidates
+            .iter()
+            .filter(|c| c.0 == best)
+            .map(|c| c.1)
+            .min()
+            .expect("best exists");
+        let pin = crosses_wireguard(index, &nexthops, first_pool)
+            .then(|| pin_key(index, site, first_pool, dest));
         for prefix in prefixes {
             let route = Route {
                 nexthops: nexthops.clone(),
                 mtu,
+                pin: pin.clone(),
             };
             insert_route(&mut routes, &mut problems, node, *prefix, route);
         }
@@ -217,6 +274,7 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
             let route = Route {
                 nexthops: vec![nexthop(link)],
                 mtu: link.mtu,
+                pin: None,
             };
             insert_route(&mut routes, &mut problems, node, host, route);
         }
@@ -258,7 +316,10 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
                     WireGuardPeer {
                         public_key: key,
                         endpoint: link.endpoint,
-                        allowed_ips: allowed.remove(peer).unwrap_or_default(),
+                        allowed_ips: with_own_cidrs(
+                            allowed.remove(peer).unwrap_or_default(),
+                            &index.snap.nodes[*peer].pod_cidrs,
+                        ),
                         persistent_keepalive: link.keepalive,
                     },
                 );

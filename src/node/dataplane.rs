@@ -54,6 +54,16 @@ pub trait Dataplane {
         &mut self,
         ops: &[KernelOp],
     ) -> impl Future<Output = Result<ApplyReport, DataplaneError>> + Send;
+    /// Rewrites underlay gateways that are not on a connected subnet (a `None` route via an
+    /// internal IP in another site) to the gateway the kernel itself would use to reach them,
+    /// so the route is accepted and follows the underlay. Implementations without an underlay
+    /// leave `state` as it is.
+    fn resolve_gateways(&mut self, state: &mut KernelState) -> impl Future<Output = ()> + Send {
+        let _ = state;
+        async {}
+    }
+    /// Forgets anything cached about the kernel (the next pass looks again).
+    fn forget(&mut self) {}
 }
 
 /// In-memory dataplane that records every operation.
@@ -120,7 +130,8 @@ impl<D: Dataplane> Reconciler<D> {
         plan: &NodeDataplane,
         unhealthy: &BTreeSet<String>,
     ) -> Result<ReconcileReport, DataplaneError> {
-        let (desired, problems) = render::render(plan, &self.wireguard_device, unhealthy);
+        let (mut desired, problems) = render::render(plan, &self.wireguard_device, unhealthy);
+        self.dataplane.resolve_gateways(&mut desired).await;
         for p in &problems {
             warn!(problem = %p, "skipped part of the plan");
         }
@@ -132,6 +143,8 @@ impl<D: Dataplane> Reconciler<D> {
         let apply = self.dataplane.apply(&ops).await?;
         if apply.failures.is_empty() {
             self.known = Some(desired);
+        } else {
+            self.dataplane.forget();
         }
         // After a failure the next pass re-reads the kernel instead of trusting the plan.
         for f in &apply.failures {
@@ -154,6 +167,7 @@ impl<D: Dataplane> Reconciler<D> {
     /// Forgets the cached kernel view; the next pass reads the kernel again.
     pub fn invalidate(&mut self) {
         self.known = None;
+        self.dataplane.forget();
     }
 }
 
@@ -199,6 +213,7 @@ mod tests {
                         })
                         .collect(),
                     mtu: 1450,
+                    pin: None,
                 },
             );
         }

@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::kernel::{KernelNextHop, KernelRoute, KernelState, TunnelDevice, TunnelKind};
-use crate::core::dataplane::{Encap, NodeDataplane, OVERLAY_VNI, TunnelPeer};
+use crate::core::dataplane::{Encap, NodeDataplane, OVERLAY_VNI, Route, TunnelPeer};
 use crate::core::snapshot::is_wireguard_key;
+use crate::core::steering::active_nexthops;
 
 /// Smallest MTU the agent accepts on a link or route (the IPv4 minimum reassembly size).
 pub const MIN_MTU: u32 = 576;
@@ -141,25 +142,33 @@ pub fn render(
             });
             continue;
         }
-        let mut all = Vec::new();
-        let mut healthy = Vec::new();
-        for nh in &route.nexthops {
-            let kernel = match nh.encap {
-                Encap::None => Some(KernelNextHop::Gateway(nh.underlay)),
-                Encap::WireGuard => wg_peers
-                    .contains(nh.peer.as_str())
-                    .then(|| KernelNextHop::Device(wireguard_device.to_string())),
-                Encap::Vxlan | Encap::Geneve | Encap::Ipip => peer_device
-                    .get(nh.peer.as_str())
-                    .map(|d| KernelNextHop::Device(d.clone())),
-            };
-            let Some(kernel) = kernel else { continue };
-            if !unhealthy.contains(&nh.peer) {
-                healthy.push(kernel.clone());
-            }
-            all.push(kernel);
-        }
-        let mut nexthops = if healthy.is_empty() { all } else { healthy };
+        // Only nexthops the kernel can use take part (a peer skipped above is no candidate).
+        let usable = Route {
+            nexthops: route
+                .nexthops
+                .iter()
+                .filter(|nh| match nh.encap {
+                    Encap::None => true,
+                    Encap::WireGuard => wg_peers.contains(nh.peer.as_str()),
+                    Encap::Vxlan | Encap::Geneve | Encap::Ipip => {
+                        peer_device.contains_key(nh.peer.as_str())
+                    }
+                })
+                .cloned()
+                .collect(),
+            mtu: route.mtu,
+            pin: route.pin.clone(),
+        };
+        let mut nexthops: Vec<KernelNextHop> = active_nexthops(&usable, unhealthy)
+            .into_iter()
+            .map(|nh| match nh.encap {
+                Encap::None => KernelNextHop::Gateway(nh.underlay),
+                Encap::WireGuard => KernelNextHop::Device(wireguard_device.to_string()),
+                Encap::Vxlan | Encap::Geneve | Encap::Ipip => {
+                    KernelNextHop::Device(peer_device[nh.peer.as_str()].clone())
+                }
+            })
+            .collect();
         nexthops.sort();
         nexthops.dedup();
         if nexthops.is_empty() {
@@ -280,6 +289,7 @@ mod tests {
         let route = |nexthops| Route {
             nexthops,
             mtu: 1400,
+            pin: None,
         };
         p.routes.insert(
             "10.2.0.0/16".parse().unwrap(),

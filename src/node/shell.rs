@@ -33,6 +33,7 @@ use crate::controller::store::Observed;
 use crate::core::dataplane::{HEALTH_PROBE_PORT, NodeDataplane};
 use crate::core::node_plan::{health_address, plan_node};
 use crate::core::plan_index::{PlanIndex, PlanSettings};
+use crate::core::steering;
 
 /// File (in the state directory) holding the PID of a boringtun daemon the agent started.
 pub const USERSPACE_PID_FILE: &str = "boringtun.pid";
@@ -75,8 +76,10 @@ async fn observe<C: Cluster>(c: &C) -> Result<Observed, ClusterError> {
             .filter_map(|o| Some((o.meta().name.clone()?, o)))
             .collect()
     }
+    // Other nodes come from the SiteNodeSlices (and pool status), not from Node objects: the
+    // agent reads O(nodes / 500) small objects and needs no permission to list Nodes.
     Ok(Observed {
-        nodes: by_name(c.list::<Node>(None).await?.items),
+        nodes: Default::default(),
         sites: by_name(c.list::<Site>(None).await?.items),
         pools: by_name(c.list::<GatewayPool>(None).await?.items),
         assignments: by_name(c.list::<SiteGatewayPoolAssignment>(None).await?.items),
@@ -120,6 +123,12 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
         })?;
     let (plan_tx, plan_rx) = watch::channel::<Option<NodeDataplane>>(None);
     let (health_tx, health_rx) = watch::channel(BTreeSet::new());
+    tokio::spawn(run_wireguard_loop(
+        wg.clone(),
+        key.clone(),
+        plan_rx.clone(),
+        health_rx.clone(),
+    ));
     let m = metrics.clone();
     tokio::spawn(run_reconcile_loop(
         Reconciler::new(dp.clone(), cfg.wireguard_device.clone()),
@@ -153,7 +162,7 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
                 warn!(error = %e, "cannot read the cluster; keeping the data plane as it is");
             }
             Ok(observed) => {
-                let snap = observed.snapshot();
+                let snap = observed.agent_snapshot();
                 let own_cidrs = snap
                     .nodes
                     .get(&cfg.node_name)
@@ -173,10 +182,7 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
                                 &new,
                             ));
                             info!(%changes, "plan changed");
-                            apply_side_effects(
-                                &cfg, &mut dp, &wg, &key, &new, &own_cidrs, &metrics,
-                            )
-                            .await;
+                            apply_side_effects(&cfg, &mut dp, &new, &own_cidrs, &metrics).await;
                             table.lock().await.sync(&new.probes, origin.elapsed());
                             if !prober_started && !own_cidrs.is_empty() {
                                 prober_started = start_prober(
@@ -270,8 +276,6 @@ async fn start_prober(
 async fn apply_side_effects(
     cfg: &AgentConfig,
     dp: &mut NetlinkDataplane,
-    wg: &Arc<WireGuardDevice>,
-    key: &Arc<PrivateKey>,
     plan: &NodeDataplane,
     own_cidrs: &[ipnet::IpNet],
     metrics: &NodeMetrics,
@@ -293,21 +297,52 @@ async fn apply_side_effects(
     if let Err(e) = masquerade::apply(&plan.masquerade) {
         error!(error = %e, "masquerade");
     }
-    let (wg, key, port, peers) = (
-        wg.clone(),
-        key.clone(),
-        plan.wireguard.listen_port,
-        plan.wireguard.peers.clone(),
-    );
-    match tokio::task::spawn_blocking(move || wg.configure(&key, port, &peers)).await {
-        Ok(Ok(report)) => info!(
-            added = report.added.len(),
-            removed = report.removed,
-            skipped = report.skipped.len(),
-            "WireGuard peers"
-        ),
-        Ok(Err(e)) => error!(error = %e, "WireGuard"),
-        Err(e) => error!(error = %e, "WireGuard task"),
+}
+
+/// Keeps the WireGuard device in line with the plan AND the peers' health: a prefix several
+/// gateways could carry sits on the one peer its route selects now
+/// ([`steering::wireguard_effective`]), so it moves when that gateway fails.
+async fn run_wireguard_loop(
+    wg: Arc<WireGuardDevice>,
+    key: Arc<PrivateKey>,
+    mut plan: watch::Receiver<Option<NodeDataplane>>,
+    mut unhealthy: watch::Receiver<BTreeSet<String>>,
+) {
+    let mut applied: Option<crate::core::WireGuardConfig> = None;
+    loop {
+        let current = plan.borrow_and_update().clone();
+        let down = unhealthy.borrow_and_update().clone();
+        if let Some(p) = current {
+            let want = steering::wireguard_effective(&p, &down);
+            if applied.as_ref() != Some(&want) {
+                let (wg, key, cfg) = (wg.clone(), key.clone(), want.clone());
+                let result = tokio::task::spawn_blocking(move || {
+                    wg.configure(&key, cfg.listen_port, &cfg.peers)
+                })
+                .await;
+                match result {
+                    Ok(Ok(report)) => {
+                        info!(
+                            added = report.added.len(),
+                            removed = report.removed,
+                            skipped = report.skipped.len(),
+                            "WireGuard peers"
+                        );
+                        applied = Some(want);
+                    }
+                    Ok(Err(e)) => error!(error = %e, "WireGuard"),
+                    Err(e) => error!(error = %e, "WireGuard task"),
+                }
+                if applied.is_none() {
+                    tokio::time::sleep(super::agent::RETRY_DELAY).await;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            r = plan.changed() => if r.is_err() { return },
+            r = unhealthy.changed() => if r.is_err() { return },
+        }
     }
 }
 

@@ -38,6 +38,7 @@ pub fn route(encap: Encap, peers: &[(&str, &str)], mtu: u32) -> Route {
             })
             .collect(),
         mtu,
+        pin: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod links;
 mod routes;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use futures::TryStreamExt;
 use rtnetlink::Handle;
@@ -21,6 +22,9 @@ pub struct NetlinkDataplane {
     handle: Handle,
     /// Interface name → index, refreshed by every read and every link change.
     ifindex: BTreeMap<String, u32>,
+    /// Underlay address → the gateway the kernel routes it through (itself when on-link);
+    /// looked up once, forgotten after a failed pass or a full read.
+    resolved: BTreeMap<IpAddr, IpAddr>,
 }
 
 impl NetlinkDataplane {
@@ -32,6 +36,7 @@ impl NetlinkDataplane {
         Ok(NetlinkDataplane {
             handle,
             ifindex: BTreeMap::new(),
+            resolved: BTreeMap::new(),
         })
     }
 
@@ -106,7 +111,34 @@ impl NetlinkDataplane {
 }
 
 impl Dataplane for NetlinkDataplane {
+    async fn resolve_gateways(&mut self, state: &mut KernelState) {
+        use super::kernel::KernelNextHop;
+        for route in state.routes.values_mut() {
+            for hop in route.nexthops.iter_mut() {
+                let KernelNextHop::Gateway(g) = hop else {
+                    continue;
+                };
+                let target = match self.resolved.get(g) {
+                    Some(t) => *t,
+                    None => {
+                        let t = routes::underlay_gateway(&self.handle, *g).await;
+                        self.resolved.insert(*g, t);
+                        t
+                    }
+                };
+                *hop = KernelNextHop::Gateway(target);
+            }
+            route.nexthops.sort();
+            route.nexthops.dedup();
+        }
+    }
+
+    fn forget(&mut self) {
+        self.resolved.clear();
+    }
+
     async fn read(&mut self) -> Result<KernelState, DataplaneError> {
+        self.resolved.clear();
         let links = self.refresh_ifindex().await?;
         let mut state = KernelState::default();
         for l in &links {

@@ -218,6 +218,27 @@ pub(super) async fn replace(
         .map_err(|e| format!("replace route {prefix}: {e}"))
 }
 
+/// The gateway the kernel uses to reach `addr` (`ip route get addr`): `addr` itself when it
+/// is on a connected subnet, or when the lookup fails (the route is then refused and reported).
+pub(super) async fn underlay_gateway(h: &Handle, addr: IpAddr) -> IpAddr {
+    let len = if addr.is_ipv4() { 32 } else { 128 };
+    let Ok(b) = RouteMessageBuilder::<IpAddr>::new().destination_prefix(addr, len) else {
+        return addr;
+    };
+    let mut replies = h.route().get(b.build()).execute();
+    match replies.try_next().await {
+        Ok(Some(m)) => m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                RouteAttribute::Gateway(g) => addr_of(g),
+                _ => None,
+            })
+            .unwrap_or(addr),
+        _ => addr,
+    }
+}
+
 pub(super) async fn delete(h: &Handle, prefix: IpNet) -> Result<(), String> {
     // The protocol in the request makes the kernel match only our route.
     let msg = base(prefix)?.build();

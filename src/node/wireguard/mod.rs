@@ -303,9 +303,13 @@ impl WireGuardDevice {
             .map(|p| (p.config.public_key.0, &p.config))
             .collect();
         for (k, cfg) in &current {
-            let keep = desired.get(k).is_some_and(|(_, want)| same_peer(cfg, want));
+            // Kernel WireGuard updates a peer in place (its session survives a change of
+            // allowed IPs, e.g. a failover); boringtun must remove it first, in a separate
+            // request from the re-add.
+            let keep = desired
+                .get(k)
+                .is_some_and(|(_, want)| self.backend == Backend::Kernel || same_peer(cfg, want));
             if !keep {
-                // Separate request from any re-add (boringtun).
                 DeviceUpdate::new()
                     .remove_peer_by_key(&cfg.public_key)
                     .apply(&self.iface, self.backend)
