@@ -34,13 +34,19 @@ fn main() {
         }
         Ok(_) => {}
     }
-    if Command::new("bpf-linker").arg("--version").output().is_err() {
+    if Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         fail("bpf-linker is not on PATH");
     }
 
     // The program crate has its own workspace (it targets bpfel-unknown-none); aya-build runs
     // `cargo build --package` from the current directory, so build from inside it.
-    let program = program.canonicalize().expect("ebpf/unbounded-net-ebpf exists");
+    let program = program
+        .canonicalize()
+        .expect("ebpf/unbounded-net-ebpf exists");
     std::env::set_current_dir(&program).expect("enter ebpf/unbounded-net-ebpf");
     let root = program.to_str().expect("UTF-8 path");
     let package = aya_build::Package {

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod cni;
+pub mod ebpf;
 pub mod dataplane;
 pub mod kernel;
 pub mod masquerade;

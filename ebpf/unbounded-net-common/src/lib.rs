@@ -220,3 +220,10 @@ mod tests {
         assert_eq!(pick(&RouteEntry::EMPTY, 1), None);
     }
 }
+
+// Safety: both types are #[repr(C)] plain data with explicit padding and no invalid bit
+// patterns, which is what aya::Pod requires.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NextHop {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for RouteEntry {}

@@ -12,8 +12,8 @@
 use aya_ebpf::bindings::{BPF_F_TUNINFO_IPV6, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key};
 use aya_ebpf::helpers::generated::{bpf_redirect, bpf_skb_set_tunnel_key};
 use aya_ebpf::macros::{classifier, map};
-use aya_ebpf::maps::lpm_trie::{Key, LpmTrie};
 use aya_ebpf::maps::PerCpuArray;
+use aya_ebpf::maps::lpm_trie::{Key, LpmTrie};
 use aya_ebpf::programs::TcContext;
 use unbounded_net_common::{
     MAX_PREFIXES, RouteEntry, TUNNEL_DEVICE_MAC, counter, flags, flow_hash, pick, proto,
