@@ -106,6 +106,11 @@ impl Store {
         self.with(|o| slot(o).remove(name));
     }
 
+    /// How many reflectors have listed their kind at least once.
+    pub fn synced_kinds(&self) -> usize {
+        self.synced.load(Ordering::SeqCst)
+    }
+
     /// True once every kind has been listed at least once.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::SeqCst) >= KINDS

@@ -24,16 +24,16 @@ use super::probe::socket::{ProbeCounters, run_prober, run_responder};
 use super::wireguard::WireGuardDevice;
 use super::wireguard::keys::{self, PrivateKey};
 use super::{cni, masquerade};
-use crate::api::{
-    GatewayPool, GatewayPoolPeering, Site, SiteGatewayPoolAssignment, SiteNodeSlice, SitePeering,
-    WG_PUBKEY_ANNOTATION,
-};
-use crate::cluster::{Cluster, ClusterError, MetadataPatch};
-use crate::controller::store::Observed;
+use crate::api::WG_PUBKEY_ANNOTATION;
+use crate::cluster::{Cluster, MetadataPatch};
+use crate::controller::store::{Observed, Store, reflect};
 use crate::core::dataplane::{HEALTH_PROBE_PORT, NodeDataplane};
 use crate::core::node_plan::{health_address, plan_node};
 use crate::core::plan_index::{PlanIndex, PlanSettings};
 use crate::core::steering;
+
+/// Changes arriving this close together are planned once.
+const CHANGE_BATCH: Duration = Duration::from_millis(50);
 
 /// File (in the state directory) holding the PID of a boringtun daemon the agent started.
 pub const USERSPACE_PID_FILE: &str = "boringtun.pid";
@@ -69,24 +69,41 @@ pub enum AgentError {
     },
 }
 
-async fn observe<C: Cluster>(c: &C) -> Result<Observed, ClusterError> {
-    fn by_name<K: kube::Resource>(items: Vec<K>) -> std::collections::BTreeMap<String, K> {
-        items
-            .into_iter()
-            .filter_map(|o| Some((o.meta().name.clone()?, o)))
-            .collect()
-    }
-    // Other nodes come from the SiteNodeSlices (and pool status), not from Node objects: the
-    // agent reads O(nodes / 500) small objects and needs no permission to list Nodes.
-    Ok(Observed {
-        nodes: Default::default(),
-        sites: by_name(c.list::<Site>(None).await?.items),
-        pools: by_name(c.list::<GatewayPool>(None).await?.items),
-        assignments: by_name(c.list::<SiteGatewayPoolAssignment>(None).await?.items),
-        site_peerings: by_name(c.list::<SitePeering>(None).await?.items),
-        pool_peerings: by_name(c.list::<GatewayPoolPeering>(None).await?.items),
-        slices: by_name(c.list::<SiteNodeSlice>(None).await?.items),
-    })
+/// Kinds the agent reflects: the five user CRDs and the SiteNodeSlices (never Nodes).
+const AGENT_KINDS: usize = 6;
+
+/// Lists then watches what the agent plans from, into `store` (the controller's reflector).
+fn reflect_agent_inputs<C: Cluster>(cluster: &C, store: &Arc<Store>) {
+    tokio::spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.sites,
+    ));
+    tokio::spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.pools,
+    ));
+    tokio::spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.assignments,
+    ));
+    tokio::spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.site_peerings,
+    ));
+    tokio::spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.pool_peerings,
+    ));
+    tokio::spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.slices,
+    ));
 }
 
 async fn udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -146,6 +163,8 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
         },
     ));
 
+    let store = Arc::new(Store::default());
+    reflect_agent_inputs(&cluster, &store);
     let origin = Instant::now();
     let table = Arc::new(Mutex::new(ProbeTable::default()));
     let mut prober_started = false;
@@ -156,13 +175,12 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
         if !published {
             published = publish_key(&cluster, &cfg.node_name, &key).await;
         }
-        match observe(&cluster).await {
-            Err(e) => {
+        match (store.synced_kinds() >= AGENT_KINDS).then(|| store.with(|o| o.agent_snapshot())) {
+            None => {
                 metrics.api_errors.inc();
-                warn!(error = %e, "cannot read the cluster; keeping the data plane as it is");
+                warn!("the cluster has not been read yet; keeping the data plane as it is");
             }
-            Ok(observed) => {
-                let snap = observed.agent_snapshot();
+            Some(snap) => {
                 let own_cidrs = snap
                     .nodes
                     .get(&cfg.node_name)
@@ -197,7 +215,11 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
                 }
             }
         }
-        tokio::time::sleep(cfg.resync).await;
+        // Watches wake the loop at once; the resync re-plans anyway (and retries the key).
+        tokio::select! {
+            _ = store.changed() => tokio::time::sleep(CHANGE_BATCH).await,
+            _ = tokio::time::sleep(cfg.resync) => {}
+        }
     }
 }
 
