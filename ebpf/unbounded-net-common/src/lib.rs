@@ -137,6 +137,18 @@ pub fn flow_hash(words: &[u32; 9]) -> u32 {
     h ^ (h >> 16)
 }
 
+const _: () = assert!(MAX_NEXTHOPS.is_power_of_two());
+
+/// `i` masked into `0..MAX_NEXTHOPS` in a way the compiler cannot fold away. The BPF
+/// verifier only accepts a variable index into a map value when the register itself is
+/// bounded; LLVM knows `hash % n < 8` and would otherwise drop the mask.
+#[inline(always)]
+pub fn bounded_slot(i: usize) -> usize {
+    // Safety: reading a local through a valid pointer.
+    let opaque = unsafe { core::ptr::read_volatile(&i) };
+    opaque & (MAX_NEXTHOPS - 1)
+}
+
 /// The slot a flow with `hash` uses: its own slot `hash % count` while that one is usable,
 /// otherwise a usable slot chosen by a second hash. So a flow only moves when its nexthop
 /// stops being usable, and only the flows of that nexthop move. `None`: nothing usable.
@@ -150,8 +162,8 @@ pub fn pick(entry: &RouteEntry, hash: u32) -> Option<usize> {
     if n == 0 {
         return None;
     }
-    let own = (hash as usize) % n;
-    if own < MAX_NEXTHOPS && entry.nexthops[own].usable() {
+    let own = bounded_slot((hash as usize) % n);
+    if entry.nexthops[own].usable() {
         return Some(own);
     }
     let mut usable = 0u32;

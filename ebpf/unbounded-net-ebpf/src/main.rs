@@ -16,7 +16,8 @@ use aya_ebpf::maps::PerCpuArray;
 use aya_ebpf::maps::lpm_trie::{Key, LpmTrie};
 use aya_ebpf::programs::TcContext;
 use unbounded_net_common::{
-    MAX_PREFIXES, RouteEntry, TUNNEL_DEVICE_MAC, counter, flags, flow_hash, pick, proto,
+    MAX_PREFIXES, RouteEntry, TUNNEL_DEVICE_MAC, bounded_slot, counter, flags, flow_hash, pick,
+    proto,
 };
 
 #[map(name = "UNB_ROUTES_V4")]
@@ -116,9 +117,7 @@ fn forward(ctx: &TcContext) -> Result<i32, ()> {
         count(counter::NO_HEALTHY);
         return Ok(TC_ACT_SHOT as i32);
     };
-    let Some(nh) = entry.nexthops.get(slot) else {
-        return Err(());
-    };
+    let nh = &entry.nexthops[bounded_slot(slot)];
     match nh.protocol {
         proto::VXLAN | proto::GENEVE | proto::IPIP => {
             let mut key: bpf_tunnel_key = unsafe { core::mem::zeroed() };
