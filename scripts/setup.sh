@@ -38,6 +38,30 @@ if ((${#missing[@]})); then
 fi
 phase "debian packages ok"
 
+# ---- netns-lab VM mode (`--kernel vm`) ------------------------------------------------------
+# Debian's cloud kernel has the WireGuard, GENEVE, IPIP and dummy modules this host kernel lacks.
+# Unpacked once into /var/cache/unbounded-net/vm-kernel/<release>/ (boot/vmlinuz-<release> and
+# lib/modules/<release>/ with the modules.dep the .deb does not ship); skipped when present.
+vm_kernel_pkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}'; }
+VM_PKG=$(vm_kernel_pkg)
+[[ -n "$VM_PKG" ]] || { apt-get update -qq; VM_PKG=$(vm_kernel_pkg); }
+if [[ -z "$VM_PKG" ]]; then
+  echo "setup: cannot resolve linux-image-cloud-amd64 with apt-cache; netns-lab --kernel vm will be unavailable" >&2
+else
+  VM_REL=${VM_PKG#linux-image-}
+  VM_DIR="/var/cache/unbounded-net/vm-kernel/$VM_REL"
+  if [[ ! -f "$VM_DIR/boot/vmlinuz-$VM_REL" ]]; then
+    echo "setup: fetching $VM_PKG for netns-lab --kernel vm"
+    vm_tmp=$(mktemp -d /var/cache/unbounded-net/vm-kernel.XXXXXX) && chmod 755 "$vm_tmp"  # apt's _apt user writes here
+    (cd "$vm_tmp" && apt-get download -qq "$VM_PKG" && dpkg -x ./*.deb root)
+    depmod -b "$vm_tmp/root" "$VM_REL"
+    mkdir -p "$(dirname "$VM_DIR")"
+    rm -rf "$VM_DIR" && mv "$vm_tmp/root" "$VM_DIR" && rm -rf "$vm_tmp"
+  fi
+  phase "VM kernel ok ($VM_DIR)"
+fi
+# ---- end netns-lab VM mode ------------------------------------------------------------------
+
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v rustup >/dev/null; then
   echo "setup: rustup not found; install Rust with rustup first" >&2

@@ -23,3 +23,4 @@ pub mod signals;
 pub mod timeline;
 pub mod topology;
 pub mod traffic;
+pub mod vm;

@@ -55,6 +55,9 @@ struct RunOpts {
     /// Run although this kernel cannot delay packets (no netem); the results say so.
     #[arg(long)]
     without_delay: bool,
+    /// Internal: this process is the `--kernel vm` guest (set by the VM's /init).
+    #[arg(long, hide = true)]
+    vm_guest: bool,
 }
 
 #[derive(Subcommand)]
@@ -96,9 +99,53 @@ enum Cmd {
 }
 
 fn check_modes(opts: &RunOpts) -> anyhow::Result<()> {
-    if opts.kernel == Some(KernelMode::Vm) {
+    if opts.control_plane == ControlPlane::Kube && kernel_mode(opts) == KernelMode::Vm {
         bail!(
-            "--kernel vm is not implemented yet in netns-lab; host mode is the only kernel mode so far"
+            "--control-plane kube does not work with --kernel vm (the API server binaries are not in the VM image): use the default --control-plane embedded"
+        );
+    }
+    Ok(())
+}
+
+/// The kernel a run uses: `--kernel`, else the one the scenario declares. Inside the VM
+/// guest it is the guest's own (host mode on the cloud kernel).
+fn kernel_mode(opts: &RunOpts) -> KernelMode {
+    if opts.vm_guest {
+        return KernelMode::Host;
+    }
+    opts.kernel.unwrap_or_else(|| {
+        match unbounded_scenario::Scenario::load(&opts.scenario).map(|s| s.kernel) {
+            Ok(unbounded_scenario::Kernel::Vm) => KernelMode::Vm,
+            // A scenario that does not load fails with its own message in the host path.
+            _ => KernelMode::Host,
+        }
+    })
+}
+
+/// `scenario --kernel vm`: the same run inside a qemu VM with Debian's cloud kernel.
+fn scenario_in_vm(opts: &RunOpts, json: Option<PathBuf>, keep: bool) -> anyhow::Result<()> {
+    if keep {
+        bail!("--keep does not work with --kernel vm: the VM and its lab end with the run");
+    }
+    let run = netns_lab::vm::VmRun {
+        scenario: opts.scenario.clone(),
+        name: lab_name(opts),
+        without_delay: opts.without_delay,
+    };
+    let exe = std::env::current_exe().context("locating this netns-lab binary")?;
+    let out = netns_lab::vm::run_scenario(&run, &exe)?;
+    eprintln!(
+        "netns-lab vm: boot {:.1} s, scenario {:.1} s (host wall time under TCG emulation, not data-plane figures)",
+        out.boot.as_secs_f64(),
+        out.run.as_secs_f64()
+    );
+    if let (Some(path), Some(text)) = (&json, &out.json) {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if out.exit_code != 0 {
+        bail!(
+            "the scenario failed inside the VM (exit {}; its table is above)",
+            out.exit_code
         );
     }
     Ok(())
@@ -117,7 +164,7 @@ fn lab_name(opts: &RunOpts) -> String {
 fn lab_options(opts: &RunOpts) -> lab::LabOptions {
     lab::LabOptions {
         without_delay: opts.without_delay,
-        in_vm: false,
+        in_vm: opts.vm_guest,
         control_plane: match opts.control_plane {
             ControlPlane::Embedded => netns_lab::control::Mode::Embedded,
             ControlPlane::Kube => netns_lab::control::Mode::Kube,
@@ -147,6 +194,11 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Up(opts) => {
             check_modes(&opts)?;
+            if kernel_mode(&opts) == KernelMode::Vm {
+                bail!(
+                    "`up` does not work with --kernel vm (the VM lives for one run): use `netns-lab scenario FILE --kernel vm`"
+                );
+            }
             let name = lab_name(&opts);
             let lab = lab::Lab::up(&opts.scenario, &name, &lab_options(&opts))
                 .context("bringing the lab up")?;
@@ -195,6 +247,9 @@ fn main() -> anyhow::Result<()> {
         } => lab::shell(name.as_deref(), &target, &command),
         Cmd::Scenario { opts, json, keep } => {
             check_modes(&opts)?;
+            if kernel_mode(&opts) == KernelMode::Vm {
+                return scenario_in_vm(&opts, json, keep);
+            }
             let name = lab_name(&opts);
             let report = lab::run_scenario(&opts.scenario, &name, &lab_options(&opts), keep)?;
             report.print_table();
