@@ -24,40 +24,33 @@ done
 # ---- END simulator part -------------------------------------------------------------------
 
 # ---- BEGIN netns lab part (owner: netns-lab/) ---------------------------------------------
-# Every shipped scenario in the real-kernel lab (root), each in the kernel mode it declares.
-# Host mode runs here; a `kernel: vm` scenario must be refused in host mode with a message
-# naming `--kernel vm` (the VM mode is not built yet). This kernel has no netem, so link delay
-# is not emulated (`--without-delay`; each result table says so). Results: target/lab-results/.
-cargo build --release -q -p netns-lab
+# Every host-mode scenario in the real-kernel lab (root), with the production controller and
+# node agent over the embedded API store; expressroute.yaml also with --control-plane kube (a
+# real kube-apiserver + etcd from controlplane/build.sh, unbounded-net-controller and one
+# unbounded-net-node per node namespace). A `kernel: vm` scenario must be refused in host mode
+# with a message naming `--kernel vm`. This kernel has no netem, so link delay is not emulated
+# (`--without-delay`; each result table says so). Results: target/lab-results/.
+cargo build --release -q -p netns-lab -p unbounded-net --bins
 lab_bin="$bin_dir/netns-lab"
 mkdir -p target/lab-results
 "$lab_bin" doctor >/dev/null || status=1
 for f in scenarios/*.yaml; do
   name=$(basename "$f" .yaml)
   if grep -q '^kernel: vm' "$f"; then
-    if out=$("$lab_bin" scenario "$f" 2>&1); then
+    if out=$("$lab_bin" scenario "$f" --kernel host 2>&1); then
       echo "lab: $name: expected a refusal in host mode, but it ran"; status=1
     elif grep -q -- '--kernel vm' <<<"$out"; then
-      echo "lab: $name: refused in host mode, as it declares kernel: vm (VM mode not built yet)"
+      echo "lab: $name: refused in host mode, as it declares kernel: vm"
     else
       echo "lab: $name: failed without naming --kernel vm: $out"; status=1
     fi
     continue
   fi
-  # Known failures in the lab, not run here (they take minutes to time out). Both come from one
-  # open design gap: ECMP across gateways whose WireGuard peers share one device — a prefix can
-  # belong to one WireGuard peer only, so return traffic through the other gateway is dropped.
-  case "$name" in
-    gateway-failover|nat-edge)
-      echo "lab: $name: NOT RUN — known failure: WireGuard ECMP across gateways (one prefix per WireGuard peer); see netns-lab/README.md"
-      continue ;;
-    mesh-peering)
-      echo "lab: $name: NOT RUN — flaky: leader-loss-lossless lost 1 datagram in 1 of 3 release runs; see netns-lab/README.md"
-      continue ;;
-  esac
   "$lab_bin" scenario "$f" --without-delay --name "ci-$name" \
     --json "target/lab-results/$name.json" || { echo "lab: $name FAILED"; status=1; }
 done
+"$lab_bin" scenario scenarios/expressroute.yaml --control-plane kube --name ci-kube \
+  --json target/lab-results/expressroute-kube.json || { echo "lab: expressroute (kube) FAILED"; status=1; }
 "$lab_bin" down >/dev/null 2>&1 || true
 # ---- END netns lab part -------------------------------------------------------------------
 

@@ -73,6 +73,12 @@ impl Lab {
                 .map(|s| s.mtu)
                 .min()
                 .unwrap_or(1500),
+            resync: self
+                .cp
+                .as_ref()
+                .map(|c| c.mode)
+                .unwrap_or(crate::control::Mode::Embedded)
+                .agent_resync(),
         })
     }
 

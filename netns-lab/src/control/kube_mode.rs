@@ -11,7 +11,7 @@ use unbounded_net::cluster::KubeCluster;
 use super::apiserver::ApiServer;
 use super::mgmt::Mgmt;
 use super::process::LabProcess;
-use super::{AGENT_METRICS, AGENT_RESYNC, AgentSpec, ControlError};
+use super::{AGENT_METRICS, AgentSpec, ControlError};
 use crate::registry::{self, Registry};
 
 /// Field order is drop order: agents, then controllers, then the API server.
@@ -143,7 +143,7 @@ impl KubeMode {
                 format!("--state-dir={}", spec.state_dir.display()),
                 format!("--cni-conf-dir={}", spec.cni_dir.display()),
                 format!("--wireguard-device={}", spec.wg_dev),
-                format!("--resync-seconds={}", AGENT_RESYNC.as_secs()),
+                format!("--resync-seconds={}", spec.resync.as_secs().max(1)),
                 format!("--metrics-addr={AGENT_METRICS}"),
                 format!("--underlay-mtu={}", spec.underlay_mtu),
             ],

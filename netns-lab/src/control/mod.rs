@@ -45,8 +45,9 @@ const LEASE_NAME: &str = "unbounded-net-controller";
 /// Short leases so a leader loss is taken over within seconds.
 const LEASE_SECONDS: u64 = 4;
 const RENEW_SECONDS: u64 = 1;
-/// The agents' relist period.
-pub const AGENT_RESYNC: Duration = Duration::from_secs(1);
+/// The agents' relist period: in-process reads are cheap; the binary takes whole seconds.
+const EMBEDDED_RESYNC: Duration = Duration::from_millis(500);
+const KUBE_RESYNC: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -55,6 +56,14 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// How often the agents relist the cluster in this mode.
+    pub fn agent_resync(self) -> Duration {
+        match self {
+            Mode::Embedded => EMBEDDED_RESYNC,
+            Mode::Kube => KUBE_RESYNC,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Mode::Embedded => "embedded",
@@ -89,6 +98,7 @@ pub struct AgentSpec {
     /// Unique machine-wide: boringtun's UAPI sockets share one directory.
     pub wg_dev: String,
     pub underlay_mtu: u32,
+    pub resync: Duration,
 }
 
 impl AgentSpec {
@@ -100,7 +110,7 @@ impl AgentSpec {
             force_cni: false,
             wireguard_device: self.wg_dev.clone(),
             force_userspace_wireguard: false,
-            resync: AGENT_RESYNC,
+            resync: self.resync,
             metrics_addr: AGENT_METRICS,
             plan_settings: PlanSettings {
                 underlay_mtu: self.underlay_mtu,
@@ -315,7 +325,7 @@ impl ControlPlane {
     ) -> Result<Duration, ControlError> {
         let start = Instant::now();
         let deadline = start + timeout;
-        let settle = AGENT_RESYNC * 2 + Duration::from_millis(500);
+        let settle = self.mode.agent_resync() * 2 + Duration::from_millis(300);
         let mut stable: Option<(String, Instant)> = None;
         loop {
             if let Some((node, detail)) = self.dead_agent() {
