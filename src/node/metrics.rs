@@ -34,6 +34,8 @@ pub struct NodeMetrics {
     pub op_failures: Counter,
     pub plan_problems: Gauge,
     pub api_errors: Counter,
+    /// Packets the eBPF dataplane's TC program handled, by `path` (see `node::ebpf::export`).
+    pub ebpf_packets: Family<PeerLabel, Counter>,
     probes_malformed: Gauge,
     probes_unexpected: Gauge,
     probes: Arc<ProbeCounters>,
@@ -57,6 +59,7 @@ impl NodeMetrics {
             op_failures: Counter::default(),
             plan_problems: Gauge::default(),
             api_errors: Counter::default(),
+            ebpf_packets: Family::default(),
             probes_malformed: Gauge::default(),
             probes_unexpected: Gauge::default(),
             probes,
@@ -118,6 +121,11 @@ impl NodeMetrics {
             "api_errors",
             "Failed reads of the Kubernetes API",
             m.api_errors.clone(),
+        );
+        r.register(
+            "ebpf_packets",
+            "Packets the eBPF program handled, by path",
+            m.ebpf_packets.clone(),
         );
         r.register(
             "probes_malformed",

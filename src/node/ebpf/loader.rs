@@ -134,11 +134,14 @@ pub fn load_and_attach(anchor: &str, pin_dir: &Path) -> Result<RouteMaps, EbpfEr
     RouteMaps::from_loaded(&mut bpf)
 }
 
-/// Removes our filter from `anchor` and the pins (for `--cleanup` and tests); carries on
-/// past failures and returns them.
-pub fn detach_and_unpin(anchor: &str, pin_dir: &Path) -> Vec<String> {
+/// Removes our filter from `anchor` (if it exists) and the pins; carries on past failures
+/// and returns them.
+pub fn detach_and_unpin(anchor: Option<&str>, pin_dir: &Path) -> Vec<String> {
     let mut errors = Vec::new();
-    if let Err(e) = aya::programs::tc::qdisc_detach_program(anchor, TcAttachType::Egress, PROGRAM) {
+    if let Some(anchor) = anchor
+        && let Err(e) =
+            aya::programs::tc::qdisc_detach_program(anchor, TcAttachType::Egress, PROGRAM)
+    {
         let absent = matches!(&e, aya::programs::tc::TcError::IoError(io)
             if io.kind() == std::io::ErrorKind::NotFound);
         if !absent {

@@ -21,11 +21,12 @@
 
 pub mod devices;
 pub mod entry;
+pub mod export;
 pub mod loader;
 pub mod maps;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use rtnetlink::Handle;
@@ -231,30 +232,49 @@ impl EbpfDataplane {
         self.maps.remove(prefix).map_err(|e| e.to_string())
     }
 
-    /// Removes every owned route, the program, its pins and the devices (for `--cleanup`);
-    /// carries on past failures and returns them.
-    pub async fn remove_all(&mut self, pin_dir: &std::path::Path) -> Vec<String> {
-        let mut errors = Vec::new();
-        match devices::read_routes(&self.handle, self.anchor).await {
-            Ok(routes) => {
-                for prefix in routes.keys() {
-                    if let Err(e) = devices::delete_route(&self.handle, *prefix).await {
-                        errors.push(e);
-                    }
+    /// Removes every owned route, the program, its pins and the devices; carries on past
+    /// failures and returns them.
+    pub async fn remove_all(&mut self, pin_dir: &Path) -> Vec<String> {
+        remove_owned(&self.handle, pin_dir).await
+    }
+}
+
+/// `--cleanup` of the eBPF dataplane, without loading anything: owned routes, the filter,
+/// the pins, the anchor and the shared tunnel devices. Absent pieces are fine.
+pub async fn cleanup(pin_dir: &Path) -> Vec<String> {
+    match rtnetlink::new_connection() {
+        Ok((conn, handle, _)) => {
+            tokio::spawn(conn);
+            remove_owned(&handle, pin_dir).await
+        }
+        Err(e) => vec![format!("cannot open a netlink socket: {e}")],
+    }
+}
+
+async fn remove_owned(handle: &Handle, pin_dir: &Path) -> Vec<String> {
+    let mut errors = Vec::new();
+    let anchor = devices::index_of(handle, ANCHOR).await.unwrap_or(0);
+    match devices::read_routes(handle, anchor).await {
+        Ok(routes) => {
+            for prefix in routes.keys() {
+                if let Err(e) = devices::delete_route(handle, *prefix).await {
+                    errors.push(e);
                 }
             }
-            Err(e) => errors.push(e),
         }
-        errors.extend(loader::detach_and_unpin(ANCHOR, pin_dir));
-        for name in [ANCHOR, "vxlan0", "geneve0", "ipip0"] {
-            if let Some(i) = devices::index_of(&self.handle, name).await
-                && let Err(e) = self.handle.link().del(i).execute().await
-            {
-                errors.push(format!("delete {name}: {e}"));
-            }
-        }
-        errors
+        Err(e) => errors.push(e),
     }
+    let attached = (anchor != 0).then_some(ANCHOR);
+    errors.extend(loader::detach_and_unpin(attached, pin_dir));
+    // Deleting the anchor also deletes its veth peer.
+    for name in [ANCHOR, "vxlan0", "geneve0", "ipip0"] {
+        if let Some(i) = devices::index_of(handle, name).await
+            && let Err(e) = handle.link().del(i).execute().await
+        {
+            errors.push(format!("delete {name}: {e}"));
+        }
+    }
+    errors
 }
 
 fn read_error(message: impl ToString) -> DataplaneError {
