@@ -1,8 +1,10 @@
 //! The simulated node agent: the production planner, probe state machine and reconciler, with
 //! turmoil's network and virtual time as its only I/O.
 //!
-//! One pass: publish the WireGuard key; keep caches of Nodes and the five user CRDs; when they
-//! change, plan the node with `core::plan_node`; probe every link peer over turmoil UDP with
+//! One pass: publish the WireGuard key (the agent's one Node write); keep caches of the
+//! SiteNodeSlices and the five user CRDs — other nodes are known from the slices and
+//! GatewayPool status, as in production, never from Node objects; when they change, plan the
+//! node with `core::plan_node`; probe every link peer over turmoil UDP with
 //! `node::probe::ProbeTable`; reconcile the recording dataplane with the unhealthy peers
 //! pulled from ECMP.
 
@@ -15,12 +17,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use turmoil::net::UdpSocket;
 use unbounded_net::api::{
-    GatewayPool, GatewayPoolPeering, Site, SiteGatewayPoolAssignment, SitePeering,
+    GatewayPool, GatewayPoolPeering, Site, SiteGatewayPoolAssignment, SiteNodeSlice, SitePeering,
     WG_PUBKEY_ANNOTATION,
 };
 use unbounded_net::cluster::{Cluster, MetadataPatch};
 use unbounded_net::core::dataplane::HEALTH_PROBE_PORT;
-use unbounded_net::core::{NodeDataplane, NodeFacts, PlanIndex, PlanSettings, Snapshot, plan_node};
+use unbounded_net::core::{
+    NodeDataplane, PlanIndex, PlanSettings, Snapshot, node_facts_from_slices, plan_node,
+};
 use unbounded_net::node::probe::{ProbeKind, ProbePacket, ProbeTable};
 use unbounded_net::node::{Reconciler, RecordingDataplane};
 
@@ -62,7 +66,7 @@ pub fn wireguard_key(node: &str) -> String {
 
 /// The user-facing objects an agent plans from.
 struct Caches {
-    nodes: Rc<Cache<Node>>,
+    slices: Rc<Cache<SiteNodeSlice>>,
     sites: Rc<Cache<Site>>,
     pools: Rc<Cache<GatewayPool>>,
     assignments: Rc<Cache<SiteGatewayPoolAssignment>>,
@@ -73,14 +77,14 @@ struct Caches {
 impl Caches {
     fn start(cluster: &SimCluster, generation: &Rc<Cell<u64>>) -> Self {
         let c = Caches {
-            nodes: Rc::default(),
+            slices: Rc::default(),
             sites: Rc::default(),
             pools: Rc::default(),
             assignments: Rc::default(),
             site_peerings: Rc::default(),
             pool_peerings: Rc::default(),
         };
-        informer::spawn(cluster.clone(), c.nodes.clone(), generation.clone());
+        informer::spawn(cluster.clone(), c.slices.clone(), generation.clone());
         informer::spawn(cluster.clone(), c.sites.clone(), generation.clone());
         informer::spawn(cluster.clone(), c.pools.clone(), generation.clone());
         informer::spawn(cluster.clone(), c.assignments.clone(), generation.clone());
@@ -90,7 +94,7 @@ impl Caches {
     }
 
     fn synced(&self) -> bool {
-        self.nodes.synced.get()
+        self.slices.synced.get()
             && self.sites.synced.get()
             && self.pools.synced.get()
             && self.assignments.synced.get()
@@ -99,10 +103,13 @@ impl Caches {
     }
 
     fn snapshot(&self) -> Snapshot {
-        let mut snap = Snapshot::default();
-        for (name, n) in self.nodes.objects.borrow().iter() {
-            snap.nodes.insert(name.clone(), NodeFacts::from_node(n));
-        }
+        let mut snap = Snapshot {
+            nodes: node_facts_from_slices(
+                self.slices.objects.borrow().values(),
+                self.pools.objects.borrow().values(),
+            ),
+            ..Snapshot::default()
+        };
         for (name, o) in self.sites.objects.borrow().iter() {
             snap.sites.insert(name.clone(), o.spec.clone());
         }
@@ -119,6 +126,16 @@ impl Caches {
             snap.pool_peerings.insert(name.clone(), o.spec.clone());
         }
         snap
+    }
+
+    /// Nodes listed in the slices.
+    fn node_count(&self) -> usize {
+        self.slices
+            .objects
+            .borrow()
+            .values()
+            .map(|s| s.spec.nodes.len())
+            .sum()
     }
 }
 
@@ -179,7 +196,7 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
     loop {
         let now = turmoil::elapsed();
         // Large clusters change constantly while nodes join: re-plan at most once a second.
-        let debounce = if caches.nodes.objects.borrow().len() > 500 {
+        let debounce = if caches.node_count() > 500 {
             REPLAN_DEBOUNCE
         } else {
             Duration::ZERO

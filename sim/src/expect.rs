@@ -1,12 +1,14 @@
 //! Scenario expectations, judged continuously in virtual time against the forwarding model.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
 use unbounded_net::core::Encap as PlanEncap;
 use unbounded_scenario::{Encap, Expectation, Members, Scenario};
 
+use crate::disturb::Disturbances;
 use crate::forwarding::PathTrace;
 use crate::trace::fmt_time;
 
@@ -17,6 +19,9 @@ pub enum Verdict {
     Pending,
     Pass,
     Fail,
+    /// A random fault overlapped what the expectation measures (a failover's gap, an
+    /// uninterrupted flow): reported with the fault, never counted as a pass or dropped.
+    NotJudged,
 }
 
 /// One expectation's state and result.
@@ -30,6 +35,15 @@ pub struct ExpectationResult {
     pub measured: Option<Duration>,
     pub deadline: Option<Duration>,
     pub detail: String,
+    /// The random fault this verdict was judged relative to, if one overlapped its window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relative_to: Option<String>,
+    /// Re-judging after the last heal: the anchor (the heal) and the window replacing the
+    /// expectation's own `after` and `within`.
+    #[serde(skip)]
+    anchor: Option<Duration>,
+    #[serde(skip)]
+    window: Option<Duration>,
     /// Failover bookkeeping: when the flow first broke after the fault.
     #[serde(skip)]
     broke_at: Option<Duration>,
@@ -48,6 +62,10 @@ pub struct Observation<'a> {
     pub site_of: &'a BTreeMap<String, String>,
     /// Hops that crossed the public internet unencrypted: (link, description).
     pub plaintext: &'a [(String, String)],
+    /// Random faults so far.
+    pub faults: &'a Disturbances,
+    /// Time the scenario allows to reach steady state again after a heal.
+    pub settle: Duration,
 }
 
 fn encap_matches(want: Encap, got: PlanEncap) -> bool {
@@ -71,8 +89,44 @@ impl ExpectationResult {
             measured: None,
             deadline: None,
             detail: String::new(),
+            relative_to: None,
+            anchor: None,
+            window: None,
             broke_at: None,
         }
+    }
+
+    /// The steady-state expectations (no `after`; connectivity that must hold, paths, path
+    /// MTUs), which must hold again after every fault has healed.
+    pub fn is_steady_state(e: &Expectation) -> bool {
+        e.after().is_none()
+            && match e {
+                Expectation::Connectivity(c) => c.reachable,
+                Expectation::Path(_) | Expectation::PathMtu(_) => true,
+                _ => false,
+            }
+    }
+
+    /// `e` judged again from a heal at `heal`, within `settle`.
+    pub fn after_heal(e: &Expectation, index: usize, heal: Duration, settle: Duration) -> Self {
+        let mut r = ExpectationResult::new(e, index);
+        r.label = format!("{} after last heal", r.label);
+        r.anchor = Some(heal);
+        r.window = Some(settle);
+        r
+    }
+
+    /// Starts judging again from a later heal.
+    pub fn reanchor(&mut self, heal: Duration) {
+        self.anchor = Some(heal);
+        self.verdict = Verdict::Pending;
+        self.measured = None;
+        self.detail.clear();
+        self.relative_to = None;
+    }
+
+    fn within(&self, within: &unbounded_scenario::TimeSpan) -> Duration {
+        self.window.unwrap_or(within.as_std())
     }
 
     /// Re-judges a pending expectation at `obs.now`.
@@ -80,19 +134,23 @@ impl ExpectationResult {
         if self.verdict == Verdict::Fail {
             return;
         }
-        let anchor = match e.after() {
-            Some(ev) => match obs.fired.get(ev) {
+        if self.verdict == Verdict::NotJudged && !matches!(e, Expectation::Uninterrupted(_)) {
+            return;
+        }
+        let anchor = match (self.anchor, e.after()) {
+            (Some(t), _) => t,
+            (None, Some(ev)) => match obs.fired.get(ev) {
                 Some(t) => *t,
                 None => return, // not yet fired
             },
-            None => Duration::ZERO,
+            (None, None) => Duration::ZERO,
         };
         match e {
             Expectation::Connectivity(c) => {
                 if self.verdict == Verdict::Pass {
                     return;
                 }
-                let deadline = anchor + c.within.as_std();
+                let deadline = anchor + self.within(&c.within);
                 self.deadline = Some(deadline);
                 let mut bad = None;
                 for ((s, d), t) in obs.pairs {
@@ -104,13 +162,18 @@ impl ExpectationResult {
                         break;
                     }
                 }
-                self.settle(obs.now, deadline, bad);
+                // Random faults cannot make pods reachable: "must not reach" is judged as is.
+                if c.reachable {
+                    self.settle(obs, anchor, deadline, bad);
+                } else {
+                    self.settle_absolute(obs.now, deadline, bad);
+                }
             }
             Expectation::Path(p) => {
                 if self.verdict == Verdict::Pass {
                     return;
                 }
-                let deadline = anchor + p.within.as_std();
+                let deadline = anchor + self.within(&p.within);
                 self.deadline = Some(deadline);
                 let bad = match obs.flows.get(&p.flow) {
                     None => Some(format!("flow {} not traced", p.flow)),
@@ -124,13 +187,13 @@ impl ExpectationResult {
                         (!ok).then(|| format!("path is {}", t.describe("src")))
                     }
                 };
-                self.settle(obs.now, deadline, bad);
+                self.settle(obs, anchor, deadline, bad);
             }
             Expectation::PathMtu(p) => {
                 if self.verdict == Verdict::Pass {
                     return;
                 }
-                let deadline = p.within.as_std();
+                let deadline = anchor + self.within(&p.within);
                 self.deadline = Some(deadline);
                 let bad = match obs.flows.get(&p.flow) {
                     Some(t) if t.delivered() => {
@@ -140,15 +203,16 @@ impl ExpectationResult {
                     Some(t) => Some(t.describe("src")),
                     None => Some(format!("flow {} not traced", p.flow)),
                 };
-                self.settle(obs.now, deadline, bad);
+                self.settle(obs, anchor, deadline, bad);
             }
             Expectation::Failover(f) => {
-                let deadline = anchor + f.within.as_std();
+                let deadline = anchor + self.within(&f.within);
                 self.deadline = Some(deadline);
                 if self.verdict == Verdict::Pass {
                     return;
                 }
                 let delivered = obs.flows.get(&f.flow).is_some_and(|t| t.delivered());
+                let (relative, by) = obs.faults.relative_deadline(anchor, deadline, obs.settle);
                 match (self.broke_at, delivered) {
                     (None, false) => self.broke_at = Some(obs.now),
                     (Some(b), true) => {
@@ -160,6 +224,14 @@ impl ExpectationResult {
                         );
                         self.verdict = if obs.now <= deadline {
                             Verdict::Pass
+                        } else if let Some(fault) = by.filter(|_| obs.now <= relative) {
+                            // The gap measures the random fault as much as the failover.
+                            self.relative_to = Some(fault.to_string());
+                            self.detail = format!(
+                                "not judged: its deadline was overlapped by {fault}; flow restored at {}",
+                                fmt_time(obs.now)
+                            );
+                            Verdict::NotJudged
                         } else {
                             Verdict::Fail
                         };
@@ -171,7 +243,7 @@ impl ExpectationResult {
                     }
                     _ => {}
                 }
-                if self.verdict == Verdict::Pending && obs.now > deadline {
+                if self.verdict == Verdict::Pending && obs.now > relative {
                     self.verdict = Verdict::Fail;
                     self.detail = format!(
                         "flow still broken: {}",
@@ -180,22 +252,48 @@ impl ExpectationResult {
                             .map(|t| t.describe("src"))
                             .unwrap_or_default()
                     );
+                    if let Some(fault) = by {
+                        self.relative_to = Some(fault.to_string());
+                        let _ = write!(
+                            self.detail,
+                            " (deadline moved to {} by {fault})",
+                            fmt_time(relative)
+                        );
+                    }
                 }
             }
             Expectation::Uninterrupted(u) => {
                 let delivered = obs.flows.get(&u.flow).is_some_and(|t| t.delivered());
-                if !delivered {
-                    self.verdict = Verdict::Fail;
-                    self.measured = Some(obs.now);
-                    self.detail = format!(
-                        "interrupted: {}",
-                        obs.flows
-                            .get(&u.flow)
-                            .map(|t| t.describe("src"))
-                            .unwrap_or_default()
-                    );
-                } else {
-                    self.verdict = Verdict::Pass;
+                if delivered {
+                    if self.verdict == Verdict::Pending {
+                        self.verdict = Verdict::Pass;
+                    }
+                    return;
+                }
+                let how = obs
+                    .flows
+                    .get(&u.flow)
+                    .map(|t| t.describe("src"))
+                    .unwrap_or_default();
+                match obs.faults.in_effect(obs.now) {
+                    // Interrupted while a random fault is in effect: that fault's doing, or not
+                    // — the event's losslessness cannot be told apart from it.
+                    Some(fault) => {
+                        if self.verdict != Verdict::NotJudged {
+                            self.verdict = Verdict::NotJudged;
+                            self.measured = Some(obs.now);
+                            self.relative_to = Some(fault.to_string());
+                            self.detail = format!(
+                                "not judged: interrupted at {} during {fault}: {how}",
+                                fmt_time(obs.now)
+                            );
+                        }
+                    }
+                    None => {
+                        self.verdict = Verdict::Fail;
+                        self.measured = Some(obs.now);
+                        self.detail = format!("interrupted: {how}");
+                    }
                 }
             }
             Expectation::NoPlaintext(n) => {
@@ -214,7 +312,34 @@ impl ExpectationResult {
         }
     }
 
-    fn settle(&mut self, now: Duration, deadline: Duration, bad: Option<String>) {
+    /// Judges a deadline expectation; past its deadline, a random fault in effect during its
+    /// window moves the deadline to the fault's heal plus the settle time.
+    fn settle(
+        &mut self,
+        obs: &Observation<'_>,
+        anchor: Duration,
+        deadline: Duration,
+        bad: Option<String>,
+    ) {
+        let now = obs.now;
+        let (relative, by) = if now > deadline {
+            obs.faults.relative_deadline(anchor, deadline, obs.settle)
+        } else {
+            (deadline, None)
+        };
+        self.settle_absolute(now, relative, bad);
+        if let Some(fault) = by {
+            self.relative_to = Some(fault.to_string());
+            let _ = write!(
+                self.detail,
+                " (its deadline {} was overlapped by {fault}; judged from the heal, by {})",
+                fmt_time(deadline),
+                fmt_time(relative)
+            );
+        }
+    }
+
+    fn settle_absolute(&mut self, now: Duration, deadline: Duration, bad: Option<String>) {
         match bad {
             None => {
                 self.verdict = Verdict::Pass;
@@ -255,3 +380,7 @@ pub fn longest_window(s: &Scenario) -> Duration {
         .max()
         .unwrap_or(Duration::ZERO)
 }
+
+#[cfg(test)]
+#[path = "expect_tests.rs"]
+mod tests;

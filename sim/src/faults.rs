@@ -61,6 +61,8 @@ pub struct Scheduled {
     pub at: Duration,
     pub label: String,
     pub action: Action,
+    /// Drawn by the fault generator (not the scenario's timeline).
+    pub random: bool,
 }
 
 /// The scenario's own timeline.
@@ -71,6 +73,7 @@ pub fn timeline(s: &Scenario) -> Vec<Scheduled> {
             at: e.at.as_std(),
             label: e.label(),
             action: Action::Scenario(e.event.clone()),
+            random: false,
         })
         .collect()
 }
@@ -95,11 +98,13 @@ pub fn random(s: &Scenario, seed: u64) -> Vec<Scheduled> {
                     at,
                     label: label.clone(),
                     action: Action::Crash(n.clone()),
+                    random: true,
                 });
                 out.push(Scheduled {
                     at: heal,
                     label: format!("{label}-heal"),
                     action: Action::Restart(n),
+                    random: true,
                 });
             }
             1 if !nodes.is_empty() => {
@@ -108,6 +113,7 @@ pub fn random(s: &Scenario, seed: u64) -> Vec<Scheduled> {
                     at,
                     label,
                     action: Action::Bounce(n),
+                    random: true,
                 });
             }
             2 if sites.len() > 1 => {
@@ -122,11 +128,13 @@ pub fn random(s: &Scenario, seed: u64) -> Vec<Scheduled> {
                     at,
                     label: label.clone(),
                     action: Action::CutSites(label.clone(), a, b),
+                    random: true,
                 });
                 out.push(Scheduled {
                     at: heal,
                     label: format!("{label}-heal"),
                     action: Action::HealSites(label),
+                    random: true,
                 });
             }
             3 if sites.len() > 1 => {
@@ -137,17 +145,20 @@ pub fn random(s: &Scenario, seed: u64) -> Vec<Scheduled> {
                     at,
                     label: label.clone(),
                     action: Action::Loss(a.clone(), b.clone(), p),
+                    random: true,
                 });
                 out.push(Scheduled {
                     at: heal,
                     label: format!("{label}-heal"),
                     action: Action::Loss(a, b, 0.0),
+                    random: true,
                 });
             }
             _ => out.push(Scheduled {
                 at,
                 label,
                 action: Action::LeaderLoss,
+                random: true,
             }),
         }
     }

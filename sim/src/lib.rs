@@ -7,6 +7,7 @@ pub mod api;
 pub mod bugs;
 pub mod controller;
 pub mod controller_host;
+pub mod disturb;
 pub mod expect;
 pub mod faults;
 pub mod forwarding;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use sim::expect::Verdict;
 use sim::generate::{Shape, generate};
 use sim::world::{RunConfig, RunResult, run};
 use sim::{report, trace::fmt_time};
@@ -164,8 +165,19 @@ fn main() -> Result<()> {
             .iter()
             .filter_map(|r| r.reconverged_after_heal.map(|t| (t, r.seed)))
             .max();
+        let judged = |f: &dyn Fn(&sim::expect::ExpectationResult) -> bool| -> usize {
+            results
+                .iter()
+                .map(|r| r.expectations.iter().filter(|e| f(e)).count())
+                .sum()
+        };
+        let total = judged(&|_| true);
+        let relative = judged(&|e| e.relative_to.is_some() && e.verdict == Verdict::Pass);
+        let not_judged = judged(&|e| e.verdict == Verdict::NotJudged);
         println!(
-            "sweep: {} runs, {} passed, {} failed {:?}; slowest re-convergence after heal: {}",
+            "sweep: {} runs, {} passed, {} failed {:?}; expectations: {total} judged, \
+             {relative} of them passed relative to a random fault, {not_judged} not judged \
+             (overlapped by a random fault); slowest re-convergence after heal: {}",
             results.len(),
             results.len() - failed.len(),
             failed.len(),

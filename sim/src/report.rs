@@ -9,7 +9,7 @@ use crate::world::RunResult;
 /// One line per run, for sweeps and CI logs.
 pub fn result_line(r: &RunResult) -> String {
     format!(
-        "{} {} seed={} faults={} converged={} reconverged={} writes={} trace={}{}",
+        "{} {} seed={} faults={} converged={} reconverged={} writes={} relative={} not-judged={} trace={}{}",
         if r.passed { "PASS" } else { "FAIL" },
         r.scenario,
         r.seed,
@@ -25,6 +25,14 @@ pub fn result_line(r: &RunResult) -> String {
             .map(fmt_time)
             .unwrap_or_else(|| "-".into()),
         r.api_writes,
+        r.expectations
+            .iter()
+            .filter(|e| e.relative_to.is_some() && e.verdict == Verdict::Pass)
+            .count(),
+        r.expectations
+            .iter()
+            .filter(|e| e.verdict == Verdict::NotJudged)
+            .count(),
         r.trace_hash,
         r.violation
             .as_ref()
@@ -45,7 +53,7 @@ pub fn table(r: &RunResult) -> String {
         .max(11);
     let _ = writeln!(
         out,
-        "{:<w$}  {:<14} {:<7} {:>10} {:>10}  detail",
+        "{:<w$}  {:<14} {:<10} {:>10} {:>10}  detail",
         "expectation", "kind", "result", "measured", "deadline"
     );
     for e in &r.expectations {
@@ -53,10 +61,11 @@ pub fn table(r: &RunResult) -> String {
             Verdict::Pass => "pass",
             Verdict::Fail => "FAIL",
             Verdict::Pending => "pending",
+            Verdict::NotJudged => "not judged",
         };
         let _ = writeln!(
             out,
-            "{:<w$}  {:<14} {:<7} {:>10} {:>10}  {}",
+            "{:<w$}  {:<14} {:<10} {:>10} {:>10}  {}",
             e.label,
             e.kind,
             verdict,
