@@ -383,9 +383,8 @@ async fn ebpf_geneve_and_ipip() {
         } else {
             report_skip(&format!(
                 "{test}: this kernel has no {kind} module, so the {encap} path of the eBPF \
-                 dataplane is not exercised here; it needs a kernel with {kind} (the Debian \
-                 cloud kernel of `netns-lab --kernel vm`), and this test binary is not yet \
-                 run inside that VM"
+                 dataplane is not exercised here; run `ebpf/vm-test.sh` (Debian cloud kernel \
+                 in qemu, which has {kind})"
             ));
         }
     }
