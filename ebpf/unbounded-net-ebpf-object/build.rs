@@ -22,15 +22,19 @@ fn main() {
     let common = here.join("../unbounded-net-common");
     println!("cargo:rerun-if-changed={}", common.display());
     println!("cargo:rerun-if-env-changed=PATH");
+    // Override for trying another nightly (and for checking the failure message).
+    println!("cargo:rerun-if-env-changed=UNBOUNDED_EBPF_NIGHTLY");
+    let nightly = std::env::var("UNBOUNDED_EBPF_NIGHTLY").unwrap_or_else(|_| NIGHTLY.to_string());
+    let nightly = nightly.as_str();
 
     let rust_src = Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", NIGHTLY])
+        .args(["component", "list", "--installed", "--toolchain", nightly])
         .output();
     match rust_src {
         Err(e) => fail(&format!("rustup is not runnable ({e})")),
-        Ok(o) if !o.status.success() => fail(&format!("rustup toolchain {NIGHTLY} is missing")),
+        Ok(o) if !o.status.success() => fail(&format!("rustup toolchain {nightly} is missing")),
         Ok(o) if !String::from_utf8_lossy(&o.stdout).contains("rust-src") => {
-            fail(&format!("toolchain {NIGHTLY} lacks the rust-src component"))
+            fail(&format!("toolchain {nightly} lacks the rust-src component"))
         }
         Ok(_) => {}
     }
@@ -54,7 +58,7 @@ fn main() {
         root_dir: root,
         ..Default::default()
     };
-    if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(NIGHTLY)) {
+    if let Err(e) = aya_build::build_ebpf([package], aya_build::Toolchain::Custom(nightly)) {
         fail(&format!("the eBPF build failed: {e:#}"));
     }
 }
