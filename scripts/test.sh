@@ -35,6 +35,11 @@ if [[ -x scripts/test-scenarios.sh ]]; then
   run_phase "scenarios" scripts/test-scenarios.sh
 fi
 
+# The image the manifests name: built without a container engine, then checked (digests,
+# layout, and every binary runs from the image's own root filesystem).
+image="${CARGO_TARGET_DIR:-target}/image/unbounded-net.oci.tar"
+run_phase "image" bash -c "deploy/image/build.sh '$image' && deploy/image/check.sh '$image'"
+
 echo
 if [[ -s "$UNBOUNDED_SKIP_LOG" ]]; then
   echo "tests that did not run here, and why:"
