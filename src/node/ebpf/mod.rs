@@ -68,6 +68,15 @@ pub struct EbpfConfig {
     pub wireguard_device: String,
 }
 
+/// Which dataplane the agent drives (`--dataplane`).
+#[derive(Clone, Debug)]
+pub enum DataplaneChoice {
+    /// Per-peer tunnel devices and kernel multipath routes.
+    Netlink,
+    /// The TC program and its maps.
+    Ebpf(EbpfConfig),
+}
+
 /// The [`Dataplane`] backed by the TC program and its maps.
 pub struct EbpfDataplane {
     handle: Handle,
