@@ -35,8 +35,8 @@ while (($#)); do
   esac
 done
 
-log() { echo "[kind $(date -u +%T)] $*"; }
-die() { echo "[kind $(date -u +%T)] ERROR: $*" >&2; exit 1; }
+# shellcheck source=lib/common.sh
+source "$KIND_DIR/lib/common.sh"
 
 need() {
   command -v "$1" >/dev/null || die "$1 not found: $2"

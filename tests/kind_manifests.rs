@@ -6,6 +6,8 @@
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
+#[path = "support/apiserver_controller.rs"]
+mod apiserver_controller;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -279,4 +281,130 @@ async fn topology_and_workload_pass_server_side_dry_run() {
         "a host-bits nodeCidr was accepted: {}",
         String::from_utf8_lossy(&refused.stdout)
     );
+}
+
+/// Runs `script` in bash with kind/lib/{common,cluster}.sh sourced, the built kubectl (not
+/// the distribution's) on PATH against `cp`, and a stand-in `docker` that only answers
+/// `docker network inspect kind` with `subnets` (one per line, as docker prints them).
+fn run_cluster_sh(cp: &ControlPlane, subnets: &str, script: &str) -> (bool, String) {
+    let bin = cp.dir().join("kind-bin");
+    fs::create_dir_all(&bin).expect("bin dir");
+    let kubectl = bin.join("kubectl");
+    let _ = fs::remove_file(&kubectl);
+    std::os::unix::fs::symlink(cp.kubectl_path(), &kubectl).expect("link kubectl");
+    let docker = bin.join("docker");
+    fs::write(
+        &docker,
+        "#!/bin/sh\n[ \"$1 $2 $3\" = \"network inspect kind\" ] || { echo \"stand-in docker: $*\" >&2; exit 1; }\nprintf '%b\\n' \"$FAKE_KIND_SUBNETS\"\n",
+    )
+    .expect("write stand-in docker");
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&docker, fs::Permissions::from_mode(0o755)).expect("chmod docker");
+    let kind_dir = repo_root().join("kind");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -euo pipefail\nsource \"$KIND_DIR/lib/common.sh\"\nsource \"$KIND_DIR/lib/cluster.sh\"\n{script}"
+        ))
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KIND_DIR", &kind_dir)
+        .env("ARTIFACTS", cp.dir())
+        .env("FAKE_KIND_SUBNETS", subnets)
+        .output()
+        .expect("run bash");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// kind/lib/cluster.sh's control-plane half against a real API server and the real controller:
+/// four Nodes named and addressed as kind makes them (addresses deliberately not in name
+/// order), `apply_topology` run twice (idempotent), then `wait_for_control_plane` must see
+/// every node in its Site with a pod CIDR from that Site's block and each pool holding
+/// exactly its gateway — what run.sh waits for before it probes the data plane.
+#[tokio::test]
+async fn cluster_sh_topology_drives_the_real_controller() {
+    use apiserver_controller::ControllerProcess;
+    use k8s_openapi::api::core::v1::Node;
+
+    let cp = ControlPlane::start().await;
+    let nodes = Api::<Node>::all(cp.client().await);
+    for (name, ip) in [
+        ("unbounded-net-control-plane", "172.18.0.3"),
+        ("unbounded-net-worker", "172.18.0.5"),
+        ("unbounded-net-worker2", "172.18.0.2"),
+        ("unbounded-net-worker3", "172.18.0.4"),
+    ] {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": ip},
+                {"type": "Hostname", "address": name}
+            ]}
+        }))
+        .expect("node");
+        nodes
+            .create(&PostParams::default(), &node)
+            .await
+            .expect("create node");
+    }
+
+    // A node outside the kind network is a clear error, before anything is applied.
+    let (ok, out) = run_cluster_sh(&cp, "10.89.0.0/16", "apply_topology");
+    assert!(
+        !ok,
+        "apply_topology accepted nodes outside the network:\n{out}"
+    );
+    assert!(
+        out.contains("is outside the kind network 10.89.0.0/16"),
+        "{out}"
+    );
+
+    let subnets = "fc00:f853:ccd:e793::/64\\n172.18.0.0/16";
+    let (ok, out) = run_cluster_sh(&cp, subnets, "apply_topology\necho \"GW=$GW_A,$GW_B\"");
+    assert!(ok, "apply_topology failed:\n{out}");
+    assert!(
+        out.contains("GW=unbounded-net-worker,unbounded-net-worker2"),
+        "{out}"
+    );
+    let sites = cp.kubectl(&[
+        "get",
+        "sites",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.nodeCidrs}{\"\\n\"}{end}",
+    ]);
+    let sites = String::from_utf8_lossy(&sites.stdout).to_string();
+    assert!(
+        sites.contains(r#"kind-site-a=["172.18.0.3/32","172.18.0.5/32"]"#)
+            && sites.contains(r#"kind-site-b=["172.18.0.2/32","172.18.0.4/32"]"#),
+        "{sites}"
+    );
+
+    // The agents would publish their WireGuard keys; a gateway without one is no member.
+    for gw in ["unbounded-net-worker", "unbounded-net-worker2"] {
+        let out = cp.kubectl(&[
+            "annotate",
+            "node",
+            gw,
+            "net.unbounded-cloud.io/wg-pubkey=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ]);
+        assert!(out.status.success(), "annotate {gw}");
+    }
+    let _controller = ControllerProcess::start(&cp, "kind-suite-test");
+    let script = r#"apply_topology
+wait_for_control_plane
+# The controller already leads (it allocated); checks.sh must find it as the failover check does.
+NS_SYSTEM=unbounded-net
+source "$KIND_DIR/lib/checks.sh"
+echo "HOLDER=$(lease_holder)""#;
+    let (ok, out) = run_cluster_sh(&cp, subnets, script);
+    assert!(
+        ok,
+        "the controller did not do what run.sh waits for:\n{out}"
+    );
+    assert!(out.contains("HOLDER=kind-suite-test"), "{out}");
 }

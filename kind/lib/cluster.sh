@@ -134,17 +134,6 @@ apply_topology() {
   kubectl apply -f "$rendered"
 }
 
-# Polls "$@" until it succeeds or $1 seconds pass (then dies with $2).
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$(($(date +%s) + timeout))
-  until "$@" >/dev/null 2>&1; do
-    (($(date +%s) < deadline)) || die "timed out after ${timeout}s waiting for $what"
-    sleep 2
-  done
-}
-
 node_in_site() { # node site block
   local label cidr
   label=$(kubectl get node "$1" -o jsonpath='{.metadata.labels.net\.unbounded-cloud\.io/site}')
@@ -157,9 +146,9 @@ pool_members_are() { # pool node
   [[ $(kubectl get gatewaypool "$1" -o jsonpath='{.status.nodes[*].name}') == "$2" ]]
 }
 
-wait_for_dataplane() {
-  kubectl -n "$NS_SYSTEM" rollout status deploy/unbounded-net-controller --timeout=300s
-  kubectl -n "$NS_SYSTEM" rollout status ds/unbounded-net-node --timeout=300s
+# What the controller must have done with the topology: every node labelled with its Site
+# and holding a pod CIDR from that Site's block, each pool holding exactly its gateway.
+wait_for_control_plane() {
   local node
   for node in "${SITE_A_NODES[@]}"; do
     wait_until 120 "$node in kind-site-a with a pod CIDR from 10.244.0.0/17" node_in_site "$node" kind-site-a 10.244.0.0/17
@@ -169,6 +158,12 @@ wait_for_dataplane() {
   done
   wait_until 120 "GatewayPool kind-gw-a to hold exactly $GW_A" pool_members_are kind-gw-a "$GW_A"
   wait_until 120 "GatewayPool kind-gw-b to hold exactly $GW_B" pool_members_are kind-gw-b "$GW_B"
+}
+
+wait_for_dataplane() {
+  kubectl -n "$NS_SYSTEM" rollout status deploy/unbounded-net-controller --timeout=300s
+  kubectl -n "$NS_SYSTEM" rollout status ds/unbounded-net-node --timeout=300s
+  wait_for_control_plane
   kubectl wait --for=condition=Ready nodes --all --timeout=300s
   # CoreDNS is the first ordinary pod: it needs the CNI config the agents wrote.
   kubectl -n kube-system rollout status deploy/coredns --timeout=300s
