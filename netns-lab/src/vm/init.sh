@@ -3,6 +3,7 @@
 # Output goes to the serial console, which the host streams; the last lines carry the
 # result JSON and the exit status between markers the host looks for.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mkdir -p /proc /sys /dev
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev

@@ -55,6 +55,13 @@ impl Qemu {
         // Its own process group: Ctrl-C reaches netns-lab only, which kills qemu by PID.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         crate::signals::unblock_for_children(&mut cmd);
+        // And if netns-lab dies without running any handler (SIGKILL), the kernel kills qemu.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| VmError::MissingTool {
             tool: format!("{QEMU} ({e})"),
         })?;
