@@ -57,8 +57,9 @@ pub mod counter {
     pub const NO_HEALTHY: u32 = 3;
     /// Packets dropped because a helper failed (tunnel key, MAC rewrite, redirect).
     pub const ERRORS: u32 = 4;
-    /// Non-IP packets (neighbour discovery and the like), passed on untouched.
-    pub const NOT_IP: u32 = 5;
+    /// Packets that are not unicast IP for a remote prefix (non-IP, multicast such as the
+    /// anchor's own IPv6 neighbour/MLD chatter), passed on untouched to the anchor's void.
+    pub const PASSED: u32 = 5;
     /// Number of counters.
     pub const COUNT: u32 = 6;
 }

@@ -73,20 +73,33 @@ fn forward(ctx: &TcContext) -> Result<i32, ()> {
     let entry = match ethertype {
         ETH_P_IP => {
             let vihl: u8 = ctx.load(ETH_HLEN).map_err(|_| ())?;
+            let frag = u16::from_be(ctx.load::<u16>(ETH_HLEN + 6).map_err(|_| ())?);
             let protocol: u8 = ctx.load(ETH_HLEN + 9).map_err(|_| ())?;
             let src: u32 = ctx.load(ETH_HLEN + 12).map_err(|_| ())?;
             let dst: [u8; 4] = ctx.load(ETH_HLEN + 16).map_err(|_| ())?;
+            if dst[0] >= 224 {
+                count(counter::PASSED);
+                return Ok(TC_ACT_OK as i32);
+            }
             let l4 = ETH_HLEN + ((vihl & 0x0f) as usize) * 4;
             words[0] = src;
             words[1] = u32::from_ne_bytes(dst);
             words[7] = protocol as u32;
-            words[8] = ports(ctx, l4, protocol);
+            // Fragments carry no ports after the first: hash every fragment without them, so
+            // all fragments of a datagram take one nexthop.
+            if frag & 0x3fff == 0 {
+                words[8] = ports(ctx, l4, protocol);
+            }
             ROUTES_V4.get(Key::new(32, dst))
         }
         ETH_P_IPV6 => {
             let protocol: u8 = ctx.load(ETH_HLEN + 6).map_err(|_| ())?;
             let src: [u32; 4] = ctx.load(ETH_HLEN + 8).map_err(|_| ())?;
             let dst: [u8; 16] = ctx.load(ETH_HLEN + 24).map_err(|_| ())?;
+            if dst[0] == 0xff {
+                count(counter::PASSED);
+                return Ok(TC_ACT_OK as i32);
+            }
             words[0] = src[0] ^ src[1] ^ src[2] ^ src[3];
             let mut i = 0;
             while i < 4 {
@@ -104,7 +117,7 @@ fn forward(ctx: &TcContext) -> Result<i32, ()> {
             ROUTES_V6.get(Key::new(128, dst))
         }
         _ => {
-            count(counter::NOT_IP);
+            count(counter::PASSED);
             return Ok(TC_ACT_OK as i32);
         }
     };

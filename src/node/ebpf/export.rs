@@ -18,7 +18,7 @@ pub const PATHS: [&str; 6] = [
     "redirects",
     "no_healthy",
     "errors",
-    "not_ip",
+    "passed",
 ];
 
 fn values(c: &Counters) -> [u64; 6] {
@@ -28,7 +28,7 @@ fn values(c: &Counters) -> [u64; 6] {
         c.redirects,
         c.no_healthy,
         c.errors,
-        c.not_ip,
+        c.passed,
     ]
 }
 

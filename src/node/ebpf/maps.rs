@@ -21,7 +21,7 @@ pub struct Counters {
     pub redirects: u64,
     pub no_healthy: u64,
     pub errors: u64,
-    pub not_ip: u64,
+    pub passed: u64,
 }
 
 /// Handles on the three maps.
@@ -159,7 +159,7 @@ impl RouteMaps {
             redirects: sum(counter::REDIRECTS)?,
             no_healthy: sum(counter::NO_HEALTHY)?,
             errors: sum(counter::ERRORS)?,
-            not_ip: sum(counter::NOT_IP)?,
+            passed: sum(counter::PASSED)?,
         })
     }
 }
