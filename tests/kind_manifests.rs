@@ -408,3 +408,29 @@ echo "HOLDER=$(lease_holder)""#;
     );
     assert!(out.contains("HOLDER=kind-suite-test"), "{out}");
 }
+
+/// kind/scenario-twin.yaml (run by the simulator and the netns lab here) must carry exactly
+/// the objects kind/run.sh applies, rendered with the twin's node addresses: a change to one
+/// without the other fails here.
+#[test]
+fn scenario_twin_carries_the_kind_topology() {
+    let path = repo_root().join("kind/scenario-twin.yaml");
+    let text = fs::read_to_string(&path).expect("read kind/scenario-twin.yaml");
+    let [twin] = yaml_docs(&text, &path).try_into().expect("one document");
+    let twin_objects = twin["objects"].as_sequence().expect("objects").clone();
+    let rendered = render_topology(&["172.18.1.2", "172.18.1.3"], &["172.18.2.2", "172.18.2.3"]);
+    let kind_objects = yaml_docs(&rendered, Path::new("kind/manifests/topology.yaml.in"));
+    assert_eq!(
+        twin_objects, kind_objects,
+        "kind/scenario-twin.yaml objects differ from kind/manifests/topology.yaml.in"
+    );
+    // Same roles: the second node of Site A and the first of Site B are the gateways.
+    let gateways: Vec<&str> = twin["topology"]["nodes"]
+        .as_sequence()
+        .expect("nodes")
+        .iter()
+        .filter(|n| n["role"] == "gateway")
+        .map(|n| n["internalIP"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(gateways, ["172.18.1.3", "172.18.2.2"]);
+}
