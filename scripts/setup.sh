@@ -15,7 +15,7 @@ APT_PACKAGES=(
   wireguard-tools containernetworking-plugins
   qemu-system-x86 busybox-static kmod cpio bpftool
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
-  pkg-config ca-certificates
+  pkg-config ca-certificates shellcheck
 )
 
 phase_start=$(date +%s)

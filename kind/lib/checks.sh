@@ -89,7 +89,7 @@ expect_no_loss() {
   done
   grep -q '^ok=[1-9][0-9]* fail=0$' "$out.http" ||
     die "$what: HTTP requests failed: $(tail -5 "$out.http" | tr '\n' ' ')"
-  read -r sent got < <(awk '/packets transmitted/ {print $1, $4}' "$out.ping")
+  read -r sent got < <(awk '/packets transmitted/ {print $1, $4}' "$out.ping") || true
   [[ -n ${sent:-} && $sent -gt 0 && $sent == "$got" ]] ||
     die "$what: pings lost: $(grep -h 'packets' "$out.ping")"
   log "$what: $(tail -1 "$out.http"), $sent/$sent pings answered"
@@ -110,7 +110,8 @@ check_wireguard_on_wire() {
   port=${port:-51820}
   pcap=$ARTIFACTS/cross-site.pcap
   marker="unbounded-kind-marker-$RANDOM$RANDOM"
-  $SUDO timeout 20 tcpdump -i "$bridge" -nn -U -s 0 -w "$pcap" >"$ARTIFACTS/tcpdump.log" 2>&1 &
+  # -Z root: Ubuntu's tcpdump otherwise drops to its own user, which cannot write here.
+  $SUDO timeout 20 tcpdump -Z root -i "$bridge" -nn -U -s 0 -w "$pcap" >"$ARTIFACTS/tcpdump.log" 2>&1 &
   local capture=$!
   BG_PIDS+=("$capture")
   wait_until 10 "tcpdump to listen on $bridge" grep -q 'listening on' "$ARTIFACTS/tcpdump.log"
