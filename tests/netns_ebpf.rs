@@ -1,8 +1,8 @@
 //! The eBPF dataplane in real namespaces: a node and two gateways, every one running the TC
 //! program (own private bpffs for its pins). Checks VXLAN both ways, ECMP spread and flow
 //! stickiness, health flips moving only the unhealthy gateway's flows, an IPv6 overlay
-//! prefix, a deleted map entry breaking exactly its prefix, the counters, and an agent
-//! restart that drops nothing.
+//! prefix, an unencapsulated (gateway) route, a deleted map entry breaking exactly its
+//! prefix, the counters, and an agent restart that drops nothing.
 //!
 //! aya and rtnetlink talk to the namespace of the calling thread, so every dataplane call
 //! runs inside [`Netns::enter`] on a blocked tokio worker ([`in_ns`]); the netlink
@@ -187,8 +187,20 @@ async fn ebpf_vxlan_ecmp_health_ipv6_map_delete_and_restart() {
             ),
         );
     }
+    // A site reached without encapsulation: a plain kernel route via the gateway, no map.
+    plan.routes.insert(
+        "10.244.99.0/24".parse().unwrap(),
+        route(Encap::None, &[("g1", "192.168.71.2")], 1400),
+    );
+    g1.sh("ip addr add 10.244.99.1/32 dev lo");
     let mut r = connect(&n, &fs);
     reconcile(&n, &mut r, &plan, &[]);
+    let plain = n.sh("ip route show 10.244.99.0/24 proto 0x56");
+    assert!(plain.contains("via 192.168.71.2"), "{plain}");
+    assert!(
+        ping(&n, "10.244.70.1", "10.244.99.1"),
+        "unencapsulated route"
+    );
 
     // One shared flow-based device, not one per peer; the filter is visible to tc.
     let links = n.sh("ip -d link show vxlan0");
