@@ -190,7 +190,9 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
     let mut planned_at = Duration::ZERO;
     let mut plan: Option<NodeDataplane> = None;
     let mut table = ProbeTable::default();
-    let mut applied: Option<(NodeDataplane, BTreeSet<String>)> = None;
+    // Plans are numbered so a pass compares a number, not a whole plan, with what is applied.
+    let mut plan_version = 0u64;
+    let mut applied: Option<(u64, BTreeSet<String>)> = None;
     let mut seq = 0u64;
     let mut buf = [0u8; 256];
     loop {
@@ -216,6 +218,17 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
                         }
                     }
                     table.sync(&sim_targets(&p.dataplane), now);
+                    if plan.as_ref() != Some(&p.dataplane) {
+                        plan_version += 1;
+                        obs.borrow_mut().node_mut(&node).detect_window = p
+                            .dataplane
+                            .probes
+                            .iter()
+                            .map(|(peer, t)| {
+                                (peer.clone(), t.receive_interval * t.multiplier.max(1))
+                            })
+                            .collect();
+                    }
                     plan = Some(p.dataplane);
                 }
                 // The node is not (yet) plannable, e.g. before the controller labels it.
@@ -262,7 +275,7 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
             };
             let changed = applied
                 .as_ref()
-                .is_none_or(|(ap, au)| ap != p || *au != unhealthy);
+                .is_none_or(|(av, au)| *av != plan_version || *au != unhealthy);
             if changed {
                 let report = reconciler.reconcile(p, &unhealthy).await;
                 let mut o = obs.borrow_mut();
@@ -275,22 +288,16 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
                 }
                 view.applied = Some(p.clone());
                 view.pulled = unhealthy.clone();
-                applied = Some((p.clone(), unhealthy));
+                applied = Some((plan_version, unhealthy));
             }
         }
-        record_health(&obs, &node, &table, plan.as_ref(), now);
+        record_health(&obs, &node, &table, now);
         tokio::time::sleep(AGENT_TICK).await;
     }
 }
 
 /// Publishes the prober's verdicts to the checker.
-fn record_health(
-    obs: &Shared,
-    node: &str,
-    table: &ProbeTable,
-    plan: Option<&NodeDataplane>,
-    now: Duration,
-) {
+fn record_health(obs: &Shared, node: &str, table: &ProbeTable, now: Duration) {
     let unhealthy = table.unhealthy();
     let mut o = obs.borrow_mut();
     let view = o.node_mut(node);
@@ -298,12 +305,5 @@ fn record_health(
         .retain(|peer, _| unhealthy.contains(peer));
     for peer in unhealthy {
         view.declared_down.entry(peer).or_insert(now);
-    }
-    if let Some(plan) = plan {
-        view.detect_window = plan
-            .probes
-            .iter()
-            .map(|(peer, t)| (peer.clone(), t.receive_interval * t.multiplier.max(1)))
-            .collect();
     }
 }

@@ -366,19 +366,20 @@ impl ExpectationResult {
     }
 }
 
+/// How long after its anchor an expectation may take (zero for continuous ones).
+pub fn window(e: &Expectation) -> Duration {
+    match e {
+        Expectation::Connectivity(c) => c.within.as_std(),
+        Expectation::Path(p) => p.within.as_std(),
+        Expectation::Failover(f) => f.within.as_std(),
+        Expectation::PathMtu(p) => p.within.as_std(),
+        Expectation::Uninterrupted(_) | Expectation::NoPlaintext(_) => Duration::ZERO,
+    }
+}
+
 /// The latest deadline any expectation can have (relative to its anchor).
 pub fn longest_window(s: &Scenario) -> Duration {
-    s.expect
-        .iter()
-        .map(|e| match e {
-            Expectation::Connectivity(c) => c.within.as_std(),
-            Expectation::Path(p) => p.within.as_std(),
-            Expectation::Failover(f) => f.within.as_std(),
-            Expectation::PathMtu(p) => p.within.as_std(),
-            _ => Duration::ZERO,
-        })
-        .max()
-        .unwrap_or(Duration::ZERO)
+    s.expect.iter().map(window).max().unwrap_or(Duration::ZERO)
 }
 
 #[cfg(test)]

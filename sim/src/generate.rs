@@ -2,9 +2,11 @@
 //!
 //! Sites `s00…`, each with 2–4 External gateways (drawn from the seed), one GatewayPool and
 //! SiteGatewayPoolAssignment per site, every pool peered with every other over the internet.
-//! Agents run on every gateway and on one sampled worker per site; the other workers are
-//! Nodes only (their kubelet registers them and their key is published with the Node), so the
-//! control plane carries the full node count while the agents stay within memory.
+//! Agents run on every gateway and on the first worker of the two sites the probe flow joins;
+//! the other workers are Nodes only (their kubelet registers them and their key is published
+//! with the Node), so the control plane carries the full node count. Agent hosts are kept few
+//! because turmoil's cost per step grows with the cube of its hosts (a link per host pair,
+//! and every host's delivery scans every link).
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -73,8 +75,12 @@ pub struct Generated {
     pub agents: BTreeSet<String>,
 }
 
-/// When the generated timeline crashes the gateway carrying the probe flow.
-pub const CRASH_AT_SECS: u64 = 90;
+/// When the generated timeline crashes the gateway carrying the probe flow: after the whole
+/// cluster can have converged. The controller writes Nodes one API round trip at a time (two
+/// turmoil ticks each), so convergence grows with the node count.
+pub fn crash_at_secs(nodes: usize) -> u64 {
+    (nodes as u64 * 60 / 1000).max(90)
+}
 
 pub fn generate(shape: Shape, seed: u64) -> Generated {
     let mut rng = SimRng::new(seed ^ 0x9e11_e7a7);
@@ -106,7 +112,7 @@ pub fn generate(shape: Shape, seed: u64) -> Generated {
                 agents.insert(name);
             } else {
                 let _ = writeln!(y, "    - {{name: {name}, site: s{s:02}, internalIP: {ip}}}");
-                if i == gateways {
+                if i == gateways && s < 2 {
                     agents.insert(name.clone());
                     sampled.push(name);
                 }
@@ -148,13 +154,14 @@ pub fn generate(shape: Shape, seed: u64) -> Generated {
         y,
         "flows:\n  - {{name: probe, from: {from}, to: {to}, protocol: udp, port: 5201, rate: 100}}"
     );
+    let crash_at = crash_at_secs(shape.nodes);
     let _ = writeln!(
         y,
-        "timeline:\n  - {{at: {CRASH_AT_SECS}s, name: kill-gw, gatewayCrash: {{carrying: probe}}}}"
+        "timeline:\n  - {{at: {crash_at}s, name: kill-gw, gatewayCrash: {{carrying: probe}}}}"
     );
     let _ = writeln!(
         y,
-        "expect:\n  - connectivity: {{name: converged, from: all, to: all, within: {CRASH_AT_SECS}s}}\n  - failover: {{name: gateway-failover, flow: probe, after: kill-gw, within: 5s}}\n  - noPlaintext: {{}}"
+        "expect:\n  - connectivity: {{name: converged, from: all, to: all, within: {crash_at}s}}\n  - failover: {{name: gateway-failover, flow: probe, after: kill-gw, within: 5s}}\n  - noPlaintext: {{}}"
     );
     Generated { yaml: y, agents }
 }
@@ -175,11 +182,13 @@ mod tests {
             let gws = s.gateways_in(&site.name).count();
             assert!((2..=4).contains(&gws), "{} has {gws} gateways", site.name);
         }
-        // Gateways plus one worker per site run agents.
+        // Gateways plus one worker in each of the probe flow's two sites run agents.
         assert_eq!(
             g.agents.len(),
-            s.topology.nodes.iter().filter(|n| n.is_gateway()).count() + 4
+            s.topology.nodes.iter().filter(|n| n.is_gateway()).count() + 2
         );
+        assert_eq!(crash_at_secs(500), 90);
+        assert_eq!(crash_at_secs(5_000), 300);
         assert!("nodes=5,sites=1".parse::<Shape>().is_err());
         assert!("nodes=x".parse::<Shape>().is_err());
         assert!("colour=blue".parse::<Shape>().is_err());

@@ -46,6 +46,9 @@ enum Command {
         /// Write the event trace of the (first) run.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Print a progress line every 10 s of virtual time.
+        #[arg(long)]
+        progress: bool,
         /// turmoil tick in milliseconds.
         #[arg(long, default_value_t = 5)]
         tick_ms: u64,
@@ -83,6 +86,7 @@ fn main() -> Result<()> {
         svg,
         trace,
         tick_ms,
+        progress,
     } = cli.command;
     let random_faults = match faults.as_deref() {
         None => false,
@@ -128,6 +132,7 @@ fn main() -> Result<()> {
             random_faults,
             tick: Duration::from_millis(tick_ms.max(1)),
             agents: agents.clone(),
+            progress,
             ..Default::default()
         };
         let started = Instant::now();
@@ -142,6 +147,11 @@ fn main() -> Result<()> {
                 fmt_time(r.ended_at),
                 r.trace_lines,
                 peak_rss().unwrap_or_else(|| "unknown".into())
+            );
+            println!(
+                "every Node allocated at {}; all traced pairs delivered at {}",
+                r.all_allocated_at.map_or("never".into(), fmt_time),
+                r.converged_at.map_or("never".into(), fmt_time)
             );
             let in_api = scenario.topology.nodes.len();
             println!(

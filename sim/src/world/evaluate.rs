@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use k8s_openapi::api::core::v1::Node;
 use unbounded_net::cluster::Cluster;
 use unbounded_net::core::{NodeFacts, Snapshot};
@@ -25,14 +27,21 @@ impl Run<'_> {
         })
     }
 
+    /// Which present node owns an address: longest-prefix match over the present nodes' pod
+    /// CIDRs, indexed once per call (the forwarding model asks at every hop).
     pub(super) fn owner_fn(&self) -> impl Fn(IpAddr) -> Option<String> + '_ {
+        let index: BTreeMap<IpNet, &str> = self
+            .present
+            .iter()
+            .filter_map(|n| Some((n.as_str(), self.first_cidrs.get(n)?)))
+            .flat_map(|(n, cidrs)| cidrs.iter().map(move |c| (c.trunc(), n)))
+            .collect();
         move |ip| {
-            self.first_cidrs
-                .iter()
-                .find(|(n, cidrs)| {
-                    self.present.contains(*n) && cidrs.iter().any(|c| c.contains(&ip))
-                })
-                .map(|(n, _)| n.clone())
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            (0..=max)
+                .rev()
+                .find_map(|len| index.get(&IpNet::new(ip, len).ok()?.trunc()))
+                .map(|n| n.to_string())
         }
     }
 
@@ -59,7 +68,7 @@ impl Run<'_> {
         }
         // Large runs check the API side at each evaluation instead of after every step
         // (listing thousands of Nodes per 5 ms step would dominate the run).
-        if self.first_cidrs.len() > 500 && self.sim.elapsed() < self.next_api_check {
+        if self.scenario.topology.nodes.len() > 500 && self.sim.elapsed() < self.next_api_check {
             return Ok(());
         }
         self.next_api_check = self.sim.elapsed() + self.cfg.check_every;
@@ -79,7 +88,20 @@ impl Run<'_> {
             let f = NodeFacts::from_node(n);
             snap.nodes.insert(f.name.clone(), f);
         }
-        invariants::check_api(&snap, &mut self.first_cidrs)
+        invariants::check_api(&snap, &mut self.first_cidrs)?;
+        let expected = self.scenario.initial_nodes().count();
+        if self.all_allocated_at.is_none()
+            && snap.nodes.len() >= expected
+            && snap.nodes.values().all(|f| !f.pod_cidrs.is_empty())
+        {
+            let at = self.sim.elapsed();
+            self.all_allocated_at = Some(at);
+            self.trace.record(
+                at,
+                format!("every Node ({}) has its pod CIDRs", snap.nodes.len()),
+            );
+        }
+        Ok(())
     }
 
     pub(super) fn evaluate(&mut self, at: Duration) -> Result<(), String> {

@@ -46,6 +46,9 @@ pub struct RunConfig {
     /// Nodes that run an agent host (`None`: every node). The others are Nodes only, with
     /// their key published at registration (generated scale runs).
     pub agents: Option<BTreeSet<String>>,
+    /// Print a progress line to stderr every 10 s of virtual time (large runs). The wall time
+    /// it shows is read for that line only; nothing simulated sees it.
+    pub progress: bool,
 }
 
 impl Default for RunConfig {
@@ -58,6 +61,7 @@ impl Default for RunConfig {
             check_every: Duration::from_millis(100),
             max_pairs: 2_000,
             agents: None,
+            progress: false,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct RunResult {
     pub violation: Option<Violation>,
     /// First time every traced pair was delivered.
     pub converged_at: Option<Duration>,
+    /// First time every Node in the API had its pod CIDRs (the control plane's convergence).
+    pub all_allocated_at: Option<Duration>,
     /// Time from the last fault's heal to full connectivity again.
     pub reconverged_after_heal: Option<Duration>,
     pub ended_at: Duration,
@@ -136,6 +142,7 @@ struct Run<'a> {
     joins: usize,
     registered: BTreeSet<String>,
     next_api_check: Duration,
+    all_allocated_at: Option<Duration>,
     /// Random faults as spans, to judge expectations relative to them.
     faults: Disturbances,
     /// Steady-state expectations judged again from the last heal (scenario's or random), by
@@ -149,6 +156,8 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
     let mut violation = None;
     let mut last_leaders: Vec<String> = Vec::new();
     let mut next_check = Duration::ZERO;
+    let started = std::time::Instant::now();
+    let mut next_progress = Duration::ZERO;
     loop {
         let at = r.sim.elapsed();
         while r.schedule.first().is_some_and(|s| s.at <= at) {
@@ -194,6 +203,10 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
         {
             violation = Some(e);
         }
+        if cfg.progress && at >= next_progress {
+            next_progress = at + Duration::from_secs(10);
+            progress_line(&r, at, started.elapsed());
+        }
         if violation.is_some() || at >= end {
             break;
         }
@@ -228,6 +241,7 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
         violation,
         converged_at: r.converged_at,
         reconverged_after_heal: r.reconverged,
+        all_allocated_at: r.all_allocated_at,
         ended_at: at,
         api_writes: api_writes_by_kind.values().sum(),
         api_writes_by_kind,
@@ -238,4 +252,21 @@ pub fn run(scenario: &Scenario, cfg: RunConfig) -> RunResult {
         random_faults_applied: r.faults.spans,
         trace: r.trace,
     }
+}
+
+fn progress_line(r: &Run<'_>, at: Duration, wall: Duration) {
+    let last = r.samples.last();
+    eprintln!(
+        "progress: virtual {} wall {:.1?}: {} nodes with a plan, {}/{} traced pairs delivered, {} API writes",
+        crate::trace::fmt_time(at),
+        wall,
+        last.map_or(0, |s| s.planned_nodes),
+        last.map_or(0, |s| s.delivered_pairs),
+        last.map_or(0, |s| s.traced_pairs),
+        r.cluster
+            .write_counts()
+            .values()
+            .map(|c| c.total())
+            .sum::<u64>()
+    );
 }

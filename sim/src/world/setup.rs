@@ -12,32 +12,43 @@ use unbounded_scenario::{Event, KubeObject, Scenario};
 use super::{CONTROLLER_RESTART, CONTROLLERS, Run, RunConfig, now};
 use crate::api::{WriteLedger, serve};
 use crate::disturb::Disturbances;
-use crate::expect::{ExpectationResult, longest_window};
+use crate::expect::{ExpectationResult, longest_window, window};
 use crate::faults::{Action, Scheduled};
 use crate::observe::Observatory;
 use crate::reach::Reach;
 use crate::trace::Trace;
 
-/// The run's schedule (timeline plus random faults, in order) and when the run ends: the
-/// last action — a leader loss counts with its replica's restart — plus the longest window.
+/// Least time a run goes on after its last event.
+const AFTER_LAST_EVENT: Duration = Duration::from_secs(30);
+
+/// The run's schedule (timeline plus random faults, in order) and when the run ends: once
+/// every expectation's deadline has passed, [`AFTER_LAST_EVENT`] after the last action, and
+/// the settle time after the last heal (a leader loss heals when its replica restarts).
 fn schedule(scenario: &Scenario, cfg: &RunConfig) -> (Vec<Scheduled>, Duration) {
     let mut schedule = crate::faults::timeline(scenario);
     if cfg.random_faults {
         schedule.extend(crate::faults::random(scenario, cfg.seed));
     }
     schedule.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.label.cmp(&b.label)));
-    let last_event = schedule
-        .iter()
-        .map(|s| match s.action {
+    let settle = longest_window(scenario).max(Duration::from_secs(30));
+    let mut end = AFTER_LAST_EVENT;
+    for s in &schedule {
+        let (at, heals) = match s.action {
             Action::LeaderLoss | Action::Scenario(Event::ControllerLeaderLoss) => {
-                s.at + CONTROLLER_RESTART
+                (s.at + CONTROLLER_RESTART, true)
             }
-            _ => s.at,
-        })
-        .max()
-        .unwrap_or(Duration::ZERO);
-    let window = longest_window(scenario).max(Duration::from_secs(30));
-    (schedule, last_event + window + Duration::from_secs(1))
+            _ => (s.at, s.action.is_heal()),
+        };
+        end = end.max(at + if heals { settle } else { AFTER_LAST_EVENT });
+    }
+    for e in &scenario.expect {
+        let anchor = e
+            .after()
+            .and_then(|ev| schedule.iter().find(|s| s.label == ev))
+            .map_or(Duration::ZERO, |s| s.at);
+        end = end.max(anchor + window(e));
+    }
+    (schedule, end + Duration::from_secs(1))
 }
 
 impl<'a> Run<'a> {
@@ -92,6 +103,7 @@ impl<'a> Run<'a> {
             joins: 0,
             registered: BTreeSet::new(),
             next_api_check: Duration::ZERO,
+            all_allocated_at: None,
             faults: Disturbances::default(),
             after_heal: Vec::new(),
         };
