@@ -1,7 +1,8 @@
 //! The eBPF dataplane in real namespaces: a node and two gateways, every one running the TC
 //! program (own private bpffs for its pins). Checks VXLAN both ways, ECMP spread and flow
 //! stickiness, health flips moving only the unhealthy gateway's flows, an IPv6 overlay
-//! prefix, an unencapsulated (gateway) route, a deleted map entry breaking exactly its
+//! prefix, an unencapsulated (gateway) route, a WireGuard nexthop (redirect to the device),
+//! a deleted map entry breaking exactly its
 //! prefix, the counters, and an agent restart that drops nothing.
 //!
 //! aya and rtnetlink talk to the namespace of the calling thread, so every dataplane call
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use netns::{Netns, report_skip, require_root, veth};
 use netns_nodes::{mesh_plan, route};
-use unbounded_net::core::dataplane::{Encap, NodeDataplane};
+use unbounded_net::core::dataplane::{Encap, NodeDataplane, WireGuardPeer};
 use unbounded_net::node::ebpf::{EbpfConfig, EbpfDataplane};
 use unbounded_net::node::{KernelOp, Reconciler};
 use unbounded_net_common::flags;
@@ -193,6 +194,22 @@ async fn ebpf_vxlan_ecmp_health_ipv6_map_delete_and_restart() {
         route(Encap::None, &[("g1", "192.168.71.2")], 1400),
     );
     g1.sh("ip addr add 10.244.99.1/32 dev lo");
+    // A WireGuard nexthop: a TUN device stands in for the WireGuard device (userspace
+    // WireGuard is a TUN too); the program only has to hand it the packet.
+    n.sh("ip tuntap add dev unwgunused mode tun && ip link set unwgunused up");
+    plan.wireguard.peers.insert(
+        "w1".into(),
+        WireGuardPeer {
+            public_key: "YBk0Kc9rPz6Yx3dDUqVJtD6rXqv3y9TAfHhmB4yF7Ww=".into(),
+            endpoint: None,
+            allowed_ips: vec!["10.244.98.0/24".parse().unwrap()],
+            persistent_keepalive: None,
+        },
+    );
+    plan.routes.insert(
+        "10.244.98.0/24".parse().unwrap(),
+        route(Encap::WireGuard, &[("w1", "192.168.71.9")], 1400),
+    );
     let mut r = connect(&n, &fs);
     reconcile(&n, &mut r, &plan, &[]);
     let plain = n.sh("ip route show 10.244.99.0/24 proto 0x56");
@@ -201,6 +218,22 @@ async fn ebpf_vxlan_ecmp_health_ipv6_map_delete_and_restart() {
         ping(&n, "10.244.70.1", "10.244.99.1"),
         "unencapsulated route"
     );
+    let tun_tx = || -> u64 {
+        n.sh("cat /sys/class/net/unwgunused/statistics/tx_packets \
+              /sys/class/net/unwgunused/statistics/tx_dropped")
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap())
+            .sum()
+    };
+    let (before, tx) = (r.dataplane().counters().unwrap(), tun_tx());
+    one_datagram(&n, "10.244.98.1");
+    let after = r.dataplane().counters().unwrap();
+    assert_eq!(
+        after.redirects - before.redirects,
+        1,
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(tun_tx() - tx, 1, "the WireGuard device got the packet");
 
     // One shared flow-based device, not one per peer; the filter is visible to tc.
     let links = n.sh("ip -d link show vxlan0");
