@@ -2,8 +2,8 @@
 //! program (own private bpffs for its pins). Checks VXLAN both ways, ECMP spread and flow
 //! stickiness, health flips moving only the unhealthy gateway's flows, an IPv6 overlay
 //! prefix, an unencapsulated (gateway) route, a WireGuard nexthop (redirect to the device),
-//! a deleted map entry breaking exactly its
-//! prefix, the counters, and an agent restart that drops nothing.
+//! a deleted map entry breaking exactly its prefix, the counters, and an agent restart that
+//! drops nothing.
 //!
 //! aya and rtnetlink talk to the namespace of the calling thread, so every dataplane call
 //! runs inside [`Netns::enter`] on a blocked tokio worker ([`in_ns`]); the netlink
