@@ -212,6 +212,46 @@ pub fn probe_all() -> Vec<Capability> {
         caps.extend(probe_link_types());
     }
     caps.extend(probe_tools());
+    let vm = probe_vm(&caps);
+    caps.extend(vm);
+    caps
+}
+
+/// `--kernel vm`: the cached cloud kernel, and whether everything the VM needs is here.
+fn probe_vm(found: &[Capability]) -> Vec<Capability> {
+    const SETUP: &str = "scripts/setup.sh   (downloads linux-image-cloud-amd64's kernel into /var/cache/unbounded-net/vm-kernel/ and installs qemu-system-x86, busybox-static)";
+    let kernel = crate::vm::kernel::GuestKernel::find();
+    let mut caps = vec![Capability {
+        name: "vm-kernel",
+        kind: "vm",
+        present: kernel.is_ok(),
+        detail: match &kernel {
+            Ok(k) => format!("{} at {}", k.release, k.root.display()),
+            Err(e) => e.to_string(),
+        },
+        fix: kernel.is_err().then(|| SETUP.to_string()),
+    }];
+    let tool_ok = |name: &str| found.iter().any(|c| c.name == name && c.present);
+    let missing: Vec<&str> = [
+        ("the cached cloud kernel", kernel.is_ok()),
+        ("qemu-system-x86_64", tool_ok("qemu-system-x86_64")),
+        ("busybox", tool_ok("busybox")),
+    ]
+    .into_iter()
+    .filter(|(_, ok)| !ok)
+    .map(|(n, _)| n)
+    .collect();
+    caps.push(Capability {
+        name: "vm-mode",
+        kind: "vm",
+        present: missing.is_empty(),
+        detail: if missing.is_empty() {
+            "`netns-lab scenario FILE --kernel vm` boots the cloud kernel under qemu TCG (kernel WireGuard, GENEVE, IPIP, dummy, netem)".into()
+        } else {
+            format!("--kernel vm unavailable, missing: {}", missing.join(", "))
+        },
+        fix: (!missing.is_empty()).then(|| SETUP.to_string()),
+    });
     caps
 }
 
