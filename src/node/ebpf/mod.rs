@@ -328,6 +328,13 @@ impl Dataplane for EbpfDataplane {
                 }
             }
         }
+        // Entries without an anchor route are unreachable (a crash between the map write
+        // and the route, or a prefix dropped while the agent was down): remove them.
+        for prefix in entries.keys() {
+            if !matches!(routes.get(prefix), Some(OwnedRoute::Anchor { .. })) {
+                self.maps.remove(*prefix).map_err(read_error)?;
+            }
+        }
         self.routes = routes;
         Ok(state)
     }
