@@ -60,7 +60,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 mkdir -p "$ARTIFACTS"
-export KUBECONFIG=$ARTIFACTS/kubeconfig
+# The cluster's admin credentials stay out of the uploaded artifacts.
+KUBE_DIR=$(mktemp -d)
+export KUBECONFIG=$KUBE_DIR/kubeconfig
 NS_CHECK=unbounded-net-check
 NS_SYSTEM=unbounded-net
 BG_PIDS=()
@@ -102,6 +104,10 @@ on_exit() {
     log "deleting kind cluster $CLUSTER (--keep keeps it)"
     kind delete cluster --name "$CLUSTER"
   fi
+  if ((KEEP)); then
+    log "cluster kept; kubeconfig: kind get kubeconfig --name $CLUSTER"
+  fi
+  rm -rf "$KUBE_DIR"
   exit "$rc"
 }
 trap on_exit EXIT
