@@ -363,6 +363,12 @@ async fn cluster_sh_topology_drives_the_real_controller() {
         out.contains("is outside the kind network 10.89.0.0/16"),
         "{out}"
     );
+    let sites = cp.kubectl(&["get", "sites,gatewaypools", "-o", "name"]);
+    assert!(
+        sites.status.success() && sites.stdout.is_empty(),
+        "apply_topology applied objects after failing: {}",
+        String::from_utf8_lossy(&sites.stdout)
+    );
 
     let subnets = "fc00:f853:ccd:e793::/64\\n172.18.0.0/16";
     let (ok, out) = run_cluster_sh(&cp, subnets, "apply_topology\necho \"GW=$GW_A,$GW_B\"");

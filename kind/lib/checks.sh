@@ -7,7 +7,13 @@ netcheck_pods() {
     -o jsonpath='{range .items[*]}{.metadata.name} {.status.podIP} {.spec.nodeName}{"\n"}{end}'
 }
 
-pod_on() { netcheck_pods | awk -v n="$1" '$3 == n {print $1}'; }
+# The netcheck pod on node $1 (dies when there is none; call as `var=$(pod_on N)`).
+pod_on() {
+  local pod
+  pod=$(netcheck_pods | awk -v n="$1" '$3 == n {print $1}')
+  [[ -n $pod ]] || die "no netcheck pod on node $1"
+  echo "$pod"
+}
 pod_ip() { kubectl -n "$NS_CHECK" get pod "$1" -o jsonpath='{.status.podIP}'; }
 
 # Runs in a netcheck pod: for each IP=NAME argument, HTTP GET /hostname must answer NAME

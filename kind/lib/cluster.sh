@@ -126,9 +126,11 @@ apply_topology() {
   subnet=$(kind_subnet)
   log "kind network $subnet; site A: ${SITE_A_NODES[*]} (gateway $GW_A); site B: ${SITE_B_NODES[*]} (gateway $GW_B)"
   kubectl label node "$GW_A" "$GW_B" unbounded-cloud.io/unbounded-net-gateway=true --overwrite
-  local rendered=$ARTIFACTS/topology.yaml
-  sed -e "s|@SITE_A_NODE_CIDRS@|$(node_cidrs "$subnet" "${SITE_A_NODES[@]}")|" \
-    -e "s|@SITE_B_NODE_CIDRS@|$(node_cidrs "$subnet" "${SITE_B_NODES[@]}")|" \
+  local rendered=$ARTIFACTS/topology.yaml cidrs_a cidrs_b
+  # Plain assignments, so a failure inside node_cidrs stops here (set -e).
+  cidrs_a=$(node_cidrs "$subnet" "${SITE_A_NODES[@]}")
+  cidrs_b=$(node_cidrs "$subnet" "${SITE_B_NODES[@]}")
+  sed -e "s|@SITE_A_NODE_CIDRS@|$cidrs_a|" -e "s|@SITE_B_NODE_CIDRS@|$cidrs_b|" \
     "$KIND_DIR/manifests/topology.yaml.in" >"$rendered"
   ! grep -q '@[A-Z_]*@' "$rendered" || die "unrendered placeholder in $rendered"
   kubectl apply -f "$rendered"
