@@ -52,6 +52,7 @@ else
   VM_DIR="/var/cache/unbounded-net/vm-kernel/$VM_REL"
   if [[ ! -f "$VM_DIR/boot/vmlinuz-$VM_REL" ]]; then
     echo "setup: fetching $VM_PKG for netns-lab --kernel vm"
+    mkdir -p /var/cache/unbounded-net
     vm_tmp=$(mktemp -d /var/cache/unbounded-net/vm-kernel.XXXXXX) && chmod 755 "$vm_tmp"  # apt's _apt user writes here
     (cd "$vm_tmp" && apt-get download -qq "$VM_PKG" && dpkg -x ./*.deb root)
     depmod -b "$vm_tmp/root" "$VM_REL"
