@@ -136,6 +136,26 @@ async fn agent_binary_is_fail_static_without_api_and_cleans_up() {
         "the agent touched the kernel without a plan"
     );
     assert!(!cni_dir.exists(), "CNI config written without a plan");
+    // SIGTERM (what the kubelet sends) ends the agent promptly and cleanly, kernel untouched.
+    let mut agent = agent;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopping = Instant::now();
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(5),
+            "agent ignored SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "agent exited with {status} on SIGTERM");
+    assert_eq!(dump(&a), before, "SIGTERM changed the kernel");
     drop(agent);
 
     // --cleanup removes the owned tunnel and route, the WireGuard device and the key.

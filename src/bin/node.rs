@@ -111,6 +111,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
     info!(node = %node_name, "starting");
-    shell::run(KubeCluster::new(client, "unbounded-net-node"), cfg).await?;
+    // SIGTERM (pod deletion, rolling update) ends the agent at once; the data plane stays as
+    // it is for the next agent to adopt. As PID 1 in a container nothing else would stop it.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = shell::run(KubeCluster::new(client, "unbounded-net-node"), cfg) => r?,
+        _ = term.recv() => info!("SIGTERM: stopping; the data plane stays in place"),
+        _ = tokio::signal::ctrl_c() => info!("interrupted: stopping; the data plane stays in place"),
+    }
     Ok(())
 }
