@@ -97,6 +97,14 @@ pub struct StreamStats {
     pub received: u64,
     /// Sequence numbers sent after the instant and never received.
     pub lost_after: u64,
+    /// The first few lost sequence numbers' send times, relative to the instant (to tell
+    /// what a loss lines up with).
+    pub lost_at: Vec<Duration>,
+    /// The most consecutive sequence numbers lost (an outage loses a run; random link loss
+    /// loses isolated datagrams).
+    pub longest_loss_run: u64,
+    /// Datagrams sent in the window (settled ones).
+    pub expected: u64,
     /// Longest time between two consecutive arrivals after the instant.
     pub max_gap_ms: f64,
 }
@@ -191,6 +199,23 @@ impl UdpStream {
         let settled = sent.saturating_sub(rate_pps as u64 / 5);
         let expected = settled.saturating_sub(first_seq);
         let lost = expected.saturating_sub(got.iter().filter(|s| **s < settled).count() as u64);
+        let lost_at: Vec<Duration> = (first_seq..settled)
+            .filter(|s| got.binary_search(s).is_err())
+            .take(5)
+            .map(|s| {
+                Duration::from_secs_f64(s as f64 / rate_pps.max(1) as f64).saturating_sub(from)
+            })
+            .collect();
+        let mut longest_loss_run = 0u64;
+        let mut run = 0u64;
+        for seq in first_seq..settled {
+            if got.binary_search(&seq).is_err() {
+                run += 1;
+                longest_loss_run = longest_loss_run.max(run);
+            } else {
+                run = 0;
+            }
+        }
         let mut times: Vec<Duration> = arrivals.iter().map(|a| a.1).collect();
         times.sort();
         // The gap that spans `from` counts: the last arrival before it starts the outage.
@@ -208,6 +233,9 @@ impl UdpStream {
             sent,
             received: arrivals.len() as u64,
             lost_after: lost,
+            lost_at,
+            longest_loss_run,
+            expected,
             max_gap_ms: max_gap.as_secs_f64() * 1000.0,
         }
     }
