@@ -62,7 +62,7 @@ pub use mtu::{DEFAULT_UNDERLAY_MTU, link_mtu, overhead};
 pub use node_plan::{NodePlan, health_address, plan_node};
 pub use plan_index::{PlanIndex, PlanSettings};
 pub use plan_problem::{PlanError, PlanProblem};
-pub use slice_view::node_facts_from_slices;
 pub use site::{InvalidNodeCidr, SiteAssignment, SiteIndex, SiteMatch, SiteOverlap, assign_sites};
+pub use slice_view::node_facts_from_slices;
 pub use slices::{SlicePlan, plan_slices, slice_name};
 pub use snapshot::{NodeFacts, NodeProblem, Snapshot};
