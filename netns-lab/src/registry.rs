@@ -264,6 +264,28 @@ fn kill_and_wait(pids: &[i32]) {
     for &p in pids {
         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
     }
+    // SIGKILL is asynchronous: wait for the processes to be gone, so the namespaces (and the
+    // host end of a veth into one) are released when teardown returns.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline
+        && pids
+            .iter()
+            .any(|&p| kill(Pid::from_raw(p), None).is_ok() && !is_zombie(p))
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process that exited but was not reaped yet (its parent, e.g. a killed lab owner, is gone
+/// or busy): it holds nothing any more.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
 }
 
 fn teardown_state(st: &LabState) -> Vec<String> {

@@ -201,10 +201,15 @@ fn anchored(
             r.figure("gap_ms", st.max_gap_ms);
             r.figure("lost", st.lost_after);
             // Links the scenario makes lossy drop isolated datagrams at random whatever the
-            // event does; those are allowed (3x the expected count), an outage is not: a run
-            // of two or more consecutive losses fails.
+            // event does; those are allowed (3x the expected count, plus one), an outage is
+            // not: a run of two or more consecutive losses fails.
             let p = random_loss(lab, &u.flow);
-            let budget = (3.0 * p * st.expected as f64).ceil() as u64;
+            let expected_random = p * st.expected as f64;
+            let budget = if p > 0.0 {
+                (3.0 * expected_random).ceil() as u64 + 1
+            } else {
+                0
+            };
             r.passed = st.received > 0
                 && st.lost_after <= budget
                 && (st.lost_after == 0 || st.longest_loss_run <= 1);

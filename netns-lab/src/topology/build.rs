@@ -145,7 +145,13 @@ pub fn build(
             cmd::nft(&ns(&site.netns), &site_nat_ruleset(topo, &site.name))?;
             if site.wan_ip.is_some() {
                 apply_netem(&ns(&site.netns), "wan", &site.wan_netem)?;
-                apply_netem(&ins, &topo.internet_port(&site.name), &site.wan_netem)?;
+                // A crossing passes the sender's `wan` and the receiver's internet port: the
+                // link's loss is applied once, on the sending side, or it would count twice.
+                let inbound = Netem {
+                    loss_percent: None,
+                    ..site.wan_netem.clone()
+                };
+                apply_netem(&ins, &topo.internet_port(&site.name), &inbound)?;
             }
         }
         progress.check_interrupt()?;

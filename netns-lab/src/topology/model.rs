@@ -9,7 +9,8 @@ use std::time::Duration;
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
-/// Delay and loss applied with `tc qdisc netem` on both ends of a link (one-way figures).
+/// Delay and loss applied with `tc qdisc netem` (or an nftables random drop for loss) at the
+/// ends of a link (one-way figures); see `build` for which end applies what.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Netem {
     pub delay: Option<Duration>,
