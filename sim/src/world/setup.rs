@@ -155,3 +155,35 @@ impl<'a> Run<'a> {
         (r, end)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(name: &str) -> Scenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios")
+            .join(name);
+        Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    #[test]
+    fn a_run_lasts_past_every_deadline_and_the_settle_time_after_the_last_heal() {
+        let cfg = RunConfig::default();
+        // Leader loss at 30 s heals when the replica restarts at 60 s; settle 30 s.
+        assert_eq!(
+            schedule(&scenario("mesh-peering.yaml"), &cfg).1,
+            Duration::from_secs(91)
+        );
+        // late-joiner: 50 s + 60 s is the latest deadline.
+        assert_eq!(
+            schedule(&scenario("nat-edge.yaml"), &cfg).1,
+            Duration::from_secs(111)
+        );
+        // No events: the longest window (60 s).
+        assert_eq!(
+            schedule(&scenario("expressroute.yaml"), &cfg).1,
+            Duration::from_secs(61)
+        );
+    }
+}
