@@ -192,6 +192,13 @@ pub fn pick(entry: &RouteEntry, hash: u32) -> Option<usize> {
     None
 }
 
+// Safety: both types are #[repr(C)] plain data with explicit padding and no invalid bit
+// patterns, which is what aya::Pod requires.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for NextHop {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for RouteEntry {}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -233,10 +240,3 @@ mod tests {
         assert_eq!(pick(&RouteEntry::EMPTY, 1), None);
     }
 }
-
-// Safety: both types are #[repr(C)] plain data with explicit padding and no invalid bit
-// patterns, which is what aya::Pod requires.
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for NextHop {}
-#[cfg(feature = "user")]
-unsafe impl aya::Pod for RouteEntry {}
