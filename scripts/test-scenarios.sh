@@ -50,10 +50,18 @@ for f in scenarios/*.yaml; do
     fi
     # VM mode (owner: netns-lab/src/vm): the same scenario inside qemu (TCG) on Debian's
     # cloud kernel cached by scripts/setup.sh; a few minutes each. Wall time printed.
+    # A guest soft lockup (seen intermittently in security-wins, cause not found; see
+    # netns-lab/README.md) panics the guest at once; that one case is retried once, out loud.
+    vm_log="target/lab-results/$name-vm.log"
+    run_vm() {
+      "$lab_bin" scenario "$f" --kernel vm --name "ci-$name" \
+        --json "target/lab-results/$name-vm.json" 2>&1 | tee "$vm_log"
+    }
     vm_start=$SECONDS
-    if "$lab_bin" scenario "$f" --kernel vm --name "ci-$name" \
-        --json "target/lab-results/$name-vm.json"; then
+    if run_vm; then
       echo "lab: $name (--kernel vm) passed in $((SECONDS - vm_start)) s"
+    elif grep -q "soft lockup" "$vm_log" && echo "lab: $name (--kernel vm): guest soft lockup after $((SECONDS - vm_start)) s; retrying once" && run_vm; then
+      echo "lab: $name (--kernel vm) passed on the retry, $((SECONDS - vm_start)) s in all"
     else
       echo "lab: $name (--kernel vm) FAILED after $((SECONDS - vm_start)) s"; status=1
     fi

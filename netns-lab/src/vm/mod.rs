@@ -44,6 +44,10 @@ pub enum VmError {
         "the VM stopped without reporting a result (kernel panic or /init failure; see the console above)"
     )]
     NoResult,
+    #[error(
+        "the guest kernel reported {0:?} and was stopped (softlockup_panic): see the console above"
+    )]
+    GuestLockup(String),
 }
 
 /// One `scenario --kernel vm` run.
@@ -117,7 +121,10 @@ fn render_init(run: &VmRun) -> Result<String, VmError> {
 /// `RUST_LOG` and `NETNS_LAB_TRACE` pass through (the kernel hands `KEY=VALUE` words it does
 /// not know to `/init` as environment).
 fn cmdline() -> String {
-    let mut c = String::from("console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init");
+    // A soft lockup panics the guest (and so ends qemu) instead of hanging the run for the
+    // whole timeout.
+    let mut c =
+        String::from("console=ttyS0 quiet loglevel=3 panic=-1 softlockup_panic=1 rdinit=/init");
     for var in ["RUST_LOG", "NETNS_LAB_TRACE"] {
         if let Ok(v) = std::env::var(var)
             && !v.is_empty()
@@ -168,8 +175,12 @@ pub fn run_scenario(run: &VmRun, lab_binary: &Path) -> Result<VmOutcome, VmError
     let deadline = start + GUEST_TIMEOUT;
     let mut booted = None;
     let mut json = None;
+    let mut lockup = None;
     while let Some(line) = vm.next_line(deadline)? {
         let Some(ctl) = line.strip_prefix(MARKER) else {
+            if lockup.is_none() && line.contains("soft lockup") {
+                lockup = Some(line.trim().to_string());
+            }
             println!("{line}");
             continue;
         };
@@ -194,7 +205,7 @@ pub fn run_scenario(run: &VmRun, lab_binary: &Path) -> Result<VmOutcome, VmError
             return Ok(outcome);
         }
     }
-    Err(VmError::NoResult)
+    Err(lockup.map_or(VmError::NoResult, VmError::GuestLockup))
 }
 
 #[cfg(test)]
