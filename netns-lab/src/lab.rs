@@ -256,6 +256,9 @@ impl Lab {
     /// Leaves everything running (for `up`).
     pub fn detach(mut self) {
         self.detached = true;
+        // Kube mode's processes (API server, controllers, agents) must outlive this handle:
+        // their guards would kill them. `down` removes them by the PIDs in the registry.
+        std::mem::forget(self.cp.take());
     }
 }
 

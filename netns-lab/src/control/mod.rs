@@ -17,17 +17,16 @@ mod kube_mode;
 pub mod mgmt;
 pub mod process;
 mod ready;
+mod replica;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use tokio::sync::watch;
 use unbounded_net::cluster::{ClusterError, InMemoryCluster, KubeCluster};
-use unbounded_net::controller::{Controller, ControllerSettings, SystemClock};
+use unbounded_net::controller::ControllerSettings;
 use unbounded_net::core::plan_index::PlanSettings;
 use unbounded_net::node::shell::AgentConfig;
 use unbounded_scenario::Scenario;
@@ -35,6 +34,7 @@ use unbounded_scenario::Scenario;
 use crate::registry::Registry;
 use agent_thread::AgentThread;
 use kube_mode::KubeMode;
+use replica::ReplicaThread;
 
 /// Where each agent serves /metrics and /readyz: its own namespace's loopback.
 pub const AGENT_METRICS: SocketAddr =
@@ -140,7 +140,7 @@ macro_rules! on_cluster {
 enum Backend {
     Embedded {
         cluster: InMemoryCluster,
-        replicas: BTreeMap<String, tokio::task::JoinHandle<()>>,
+        replicas: BTreeMap<String, ReplicaThread>,
         agents: BTreeMap<String, AgentThread>,
     },
     Kube(Box<KubeMode>),
@@ -226,14 +226,7 @@ impl ControlPlane {
                     },
                     ..ControllerSettings::default()
                 };
-                let controller = Controller::new(c.clone(), settings, Arc::new(SystemClock));
-                // The shutdown sender lives in the task: a replica ends only by being aborted
-                // (a crash: its Lease is not released).
-                let task = self.rt.spawn(async move {
-                    let (_keep, shutdown) = watch::channel(false);
-                    controller.run(shutdown).await;
-                });
-                replicas.insert(identity.clone(), task);
+                replicas.insert(identity.clone(), ReplicaThread::start(c.clone(), settings));
             }
             Backend::Kube(k) => {
                 k.start_controller(&identity, LEASE_SECONDS, RENEW_SECONDS)?;
@@ -381,7 +374,7 @@ impl ControlPlane {
         let killed_at = Instant::now();
         match &mut self.backend {
             Backend::Embedded { replicas, .. } => match replicas.remove(&holder) {
-                Some(t) => t.abort(),
+                Some(t) => t.crash(),
                 None => {
                     return Err(ControlError::Controller(format!(
                         "the Lease holder {holder} is not one of the lab's replicas"
@@ -433,7 +426,7 @@ impl Drop for ControlPlane {
                 let _ = a.stop();
             }
             for (_, t) in std::mem::take(replicas) {
-                t.abort();
+                t.crash();
             }
         }
     }
