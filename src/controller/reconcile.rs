@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tracing::{info, instrument, warn};
 
@@ -23,6 +24,9 @@ use crate::core::{ControllerPlan, EventType, NodeFacts, PlanSettings, plan_contr
 use kube::api::ObjectMeta;
 
 /// What one pass did (for logs, tests and the benchmark).
+/// Node updates one pass keeps in flight at once.
+pub const NODE_WRITE_CONCURRENCY: usize = 16;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassReport {
     pub nodes: usize,
@@ -71,20 +75,26 @@ impl<C: Cluster> Reconciler<C> {
             .keys()
             .chain(plan.pod_cidrs.keys())
             .collect();
-        for name in touched {
-            let Some(node) = observed.nodes.get(name) else {
-                continue;
-            };
+        // Written concurrently (bounded): a burst of joins costs round trips / concurrency,
+        // not one round trip per node in a row.
+        let writes = touched.into_iter().filter_map(|name| {
+            let node = observed.nodes.get(name)?;
             let label = match plan.site_labels.get(name) {
                 Some(site) => LabelChange::Set(site),
                 None => LabelChange::Keep,
             };
             let cidrs = plan.pod_cidrs.get(name);
-            match self
-                .writer
-                .update_node(node, label, cidrs.map(Vec::as_slice))
-                .await
-            {
+            Some(async move {
+                let res = self
+                    .writer
+                    .update_node(node, label, cidrs.map(Vec::as_slice))
+                    .await;
+                (name, label, cidrs, res)
+            })
+        });
+        let mut results = futures::stream::iter(writes).buffer_unordered(NODE_WRITE_CONCURRENCY);
+        while let Some((name, label, cidrs, res)) = results.next().await {
+            match res {
                 Ok(stored) => {
                     let fresh = NodeFacts::from_node(&stored);
                     match cidrs {
@@ -104,6 +114,7 @@ impl<C: Cluster> Reconciler<C> {
                 }
             }
         }
+        drop(results);
 
         self.emit_events(&plan).await;
         if report.replan {
