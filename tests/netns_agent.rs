@@ -92,6 +92,9 @@ async fn agent_binary_is_fail_static_without_api_and_cleans_up() {
         "1",
         "--metrics-addr",
         "127.0.0.1:9102",
+        // This test checks the netlink dataplane's kernel state (eBPF is the default).
+        "--dataplane",
+        "netlink",
     ];
     let agent = a.spawn(BIN, &args);
 

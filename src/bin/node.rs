@@ -1,4 +1,5 @@
-//! unbounded-net-node: the per-node data plane agent (netlink dataplane).
+//! unbounded-net-node: the per-node data plane agent (eBPF dataplane by default, netlink on
+//! request).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,13 +10,15 @@ use clap::{Parser, ValueEnum};
 use tracing::{error, info};
 use unbounded_net::cluster::KubeCluster;
 use unbounded_net::core::plan_index::PlanSettings;
+use unbounded_net::node::ebpf::{DataplaneChoice, EbpfConfig};
 use unbounded_net::node::shell::{self, AgentConfig};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum DataplaneKind {
     /// Per-peer tunnel devices and kernel (multipath) routes.
     Netlink,
-    /// TC eBPF with LPM maps (its own issue; not in this build).
+    /// TC eBPF program on the unbounded0 anchor with LPM maps and shared flow-based tunnel
+    /// devices (refused, with the reason, on kernels that cannot run it).
     Ebpf,
 }
 
@@ -28,10 +31,14 @@ struct Args {
     /// Host directory for the WireGuard private key (mode 0600) and agent state.
     #[arg(long, default_value = "/var/lib/unbounded-net")]
     state_dir: PathBuf,
-    #[arg(long, value_enum, default_value = "netlink")]
+    #[arg(long, value_enum, default_value = "ebpf")]
     dataplane: DataplaneKind,
+    /// BPF filesystem directory for the eBPF dataplane's pinned maps and program (a bpffs is
+    /// mounted at its parent when none is there).
+    #[arg(long, default_value = unbounded_net::node::ebpf::DEFAULT_PIN_DIR)]
+    bpf_pin_dir: PathBuf,
     /// Remove everything the agent created (tunnels, routes, WireGuard, bridge, masquerade,
-    /// CNI config, key) and exit.
+    /// CNI config, key, and the eBPF filter, pins, anchor and shared tunnel devices) and exit.
     #[arg(long)]
     cleanup: bool,
     /// kubeconfig file; in-cluster service account (or $KUBECONFIG) when absent.
@@ -75,9 +82,13 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("NODE_NAME").ok())
         .context("--node-name (or $NODE_NAME) is required")?;
-    if matches!(args.dataplane, DataplaneKind::Ebpf) {
-        anyhow::bail!("--dataplane ebpf is not part of this build; use --dataplane netlink");
-    }
+    let dataplane = match args.dataplane {
+        DataplaneKind::Netlink => DataplaneChoice::Netlink,
+        DataplaneKind::Ebpf => DataplaneChoice::Ebpf(EbpfConfig {
+            pin_dir: args.bpf_pin_dir.clone(),
+            wireguard_device: args.wireguard_device.clone(),
+        }),
+    };
     let cfg = AgentConfig {
         node_name: node_name.clone(),
         state_dir: args.state_dir.clone(),
@@ -93,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     if args.cleanup {
-        let errors = shell::cleanup(&cfg).await;
+        let mut errors = shell::cleanup(&cfg).await;
+        // The eBPF pieces too, whichever dataplane ran last (absent ones are fine).
+        errors.extend(unbounded_net::node::ebpf::cleanup(&args.bpf_pin_dir).await);
         for e in &errors {
             error!(error = %e, "cleanup step failed");
         }
@@ -116,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     tokio::select! {
-        r = shell::run(KubeCluster::new(client, "unbounded-net-node"), cfg) => r?,
+        r = shell::run_with(KubeCluster::new(client, "unbounded-net-node"), cfg, dataplane) => r?,
         _ = term.recv() => info!("SIGTERM: stopping; the data plane stays in place"),
         _ = tokio::signal::ctrl_c() => info!("interrupted: stopping; the data plane stays in place"),
     }

@@ -16,7 +16,8 @@ use tokio::sync::{Mutex, watch};
 use tracing::{error, info, warn};
 
 use super::agent::run_reconcile_loop;
-use super::dataplane::Reconciler;
+use super::dataplane::{ReconcileReport, Reconciler};
+use super::ebpf::{DataplaneChoice, EbpfDataplane};
 use super::metrics::{self, NodeMetrics};
 use super::netlink::NetlinkDataplane;
 use super::probe::ProbeTable;
@@ -61,6 +62,8 @@ pub enum AgentError {
     Dataplane(#[from] super::dataplane::DataplaneError),
     #[error(transparent)]
     WireGuard(#[from] super::wireguard::WireGuardError),
+    #[error(transparent)]
+    Ebpf(#[from] super::ebpf::EbpfError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -110,8 +113,23 @@ async fn udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::bind(addr).await
 }
 
-/// Runs the agent until the process is stopped.
+/// Runs the agent with the netlink dataplane until the process is stopped (what the lab and
+/// tests use: they run one agent per namespace in one process, which the eBPF dataplane's
+/// thread-bound BPF and netlink calls do not support).
 pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentError> {
+    run_with(cluster, cfg, DataplaneChoice::Netlink).await
+}
+
+/// Runs the agent with the chosen dataplane until the process is stopped. An eBPF choice on
+/// a kernel that cannot run it fails before anything is changed, saying why.
+pub async fn run_with<C: Cluster>(
+    cluster: C,
+    cfg: AgentConfig,
+    dataplane: DataplaneChoice,
+) -> Result<(), AgentError> {
+    if matches!(dataplane, DataplaneChoice::Ebpf(_)) {
+        super::ebpf::loader::check_support()?;
+    }
     let (key, created) = keys::load_or_create(&cfg.state_dir)?;
     info!(public_key = %key.public_base64(), created, "WireGuard identity");
     let key = Arc::new(key);
@@ -147,21 +165,40 @@ pub async fn run<C: Cluster>(cluster: C, cfg: AgentConfig) -> Result<(), AgentEr
         health_rx.clone(),
     ));
     let m = metrics.clone();
-    tokio::spawn(run_reconcile_loop(
-        Reconciler::new(dp.clone(), cfg.wireguard_device.clone()),
-        plan_rx,
-        health_rx,
-        move |rep, took| {
-            m.reconcile_seconds.observe(took.as_secs_f64());
-            m.dataplane_ops.inc_by(rep.apply.applied as u64);
-            m.netlink_messages.inc_by(rep.apply.messages as u64);
-            m.op_failures.inc_by(rep.apply.failures.len() as u64);
-            m.plan_problems.set(rep.problems.len() as i64);
-            if rep.apply.failures.is_empty() {
-                m.ready.store(true, Ordering::Relaxed);
-            }
-        },
-    ));
+    let on_pass = move |rep: &ReconcileReport, took: Duration| {
+        m.reconcile_seconds.observe(took.as_secs_f64());
+        m.dataplane_ops.inc_by(rep.apply.applied as u64);
+        m.netlink_messages.inc_by(rep.apply.messages as u64);
+        m.op_failures.inc_by(rep.apply.failures.len() as u64);
+        m.plan_problems.set(rep.problems.len() as i64);
+        if rep.apply.failures.is_empty() {
+            m.ready.store(true, Ordering::Relaxed);
+        }
+    };
+    let wireguard_device = cfg.wireguard_device.clone();
+    match dataplane {
+        DataplaneChoice::Netlink => tokio::spawn(run_reconcile_loop(
+            Reconciler::new(dp.clone(), wireguard_device),
+            plan_rx,
+            health_rx,
+            on_pass,
+        )),
+        DataplaneChoice::Ebpf(ebpf) => {
+            let loaded = EbpfDataplane::connect(&ebpf).await?;
+            info!(pin_dir = %ebpf.pin_dir.display(), "eBPF dataplane loaded");
+            tokio::spawn(super::ebpf::export::run_exporter(
+                ebpf.pin_dir.clone(),
+                metrics.clone(),
+                Duration::from_secs(5),
+            ));
+            tokio::spawn(run_reconcile_loop(
+                Reconciler::new(loaded, wireguard_device),
+                plan_rx,
+                health_rx,
+                on_pass,
+            ))
+        }
+    };
 
     let store = Arc::new(Store::default());
     reflect_agent_inputs(&cluster, &store);
