@@ -25,10 +25,15 @@ const BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// Says why this kernel cannot run the eBPF dataplane, before anything is changed.
 pub fn check_support() -> Result<(), EbpfError> {
+    check_support_at(Path::new(BTF))
+}
+
+fn check_support_at(btf: &Path) -> Result<(), EbpfError> {
     let unsupported = |why: String| Err(EbpfError::Unsupported(why));
-    if !Path::new(BTF).exists() {
+    if !btf.exists() {
         return unsupported(format!(
-            "{BTF} is missing: the kernel was built without BTF (CONFIG_DEBUG_INFO_BTF)"
+            "{} is missing: the kernel was built without BTF (CONFIG_DEBUG_INFO_BTF)",
+            btf.display()
         ));
     }
     // A harmless BPF syscall; ENOSYS/EPERM mean no BPF for us at all.
@@ -164,4 +169,24 @@ pub fn detach_and_unpin(anchor: Option<&str>, pin_dir: &Path) -> Vec<String> {
     }
     let _ = std::fs::remove_dir(pin_dir);
     errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_without_btf_is_refused_with_the_reason_and_the_alternative() {
+        let e = check_support_at(Path::new("/nonexistent/btf/vmlinux")).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("/nonexistent/btf/vmlinux is missing"),
+            "{text}"
+        );
+        assert!(text.contains("--dataplane netlink"), "{text}");
+        // This machine's kernel has what the program needs.
+        if Path::new(BTF).exists() {
+            check_support().unwrap();
+        }
+    }
 }
