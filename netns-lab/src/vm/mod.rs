@@ -122,9 +122,9 @@ fn render_init(run: &VmRun) -> Result<String, VmError> {
 /// not know to `/init` as environment).
 fn cmdline() -> String {
     // A soft lockup panics the guest (and so ends qemu) instead of hanging the run for the
-    // whole timeout.
+    // whole timeout; loglevel 5 keeps warnings and their stack traces, drops link chatter.
     let mut c =
-        String::from("console=ttyS0 quiet loglevel=3 panic=-1 softlockup_panic=1 rdinit=/init");
+        String::from("console=ttyS0 quiet loglevel=5 panic=-1 softlockup_panic=1 rdinit=/init");
     for var in ["RUST_LOG", "NETNS_LAB_TRACE"] {
         if let Ok(v) = std::env::var(var)
             && !v.is_empty()
