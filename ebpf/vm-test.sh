@@ -43,7 +43,7 @@ copy "$(command -v dash)" /bin; ln -s dash "$root/bin/sh"
 copy "$bin" /usr/bin; mv "$root/usr/bin/$(basename "$bin")" "$root/usr/bin/netns_ebpf"
 for m in drivers/net/veth net/ipv4/udp_tunnel net/ipv6/ip6_udp_tunnel drivers/net/vxlan/vxlan \
          drivers/net/geneve net/ipv4/tunnel4 net/ipv4/ip_tunnel net/ipv4/ipip drivers/net/dummy \
-         net/sched/sch_ingress net/sched/cls_bpf; do
+         net/sched/sch_ingress net/sched/cls_bpf drivers/net/tun; do
   cp "$mods/kernel/$m.ko" "$root/mods/"; echo "/mods/$(basename "$m").ko" >> "$root/mods/order"
 done
 cat > "$root/init" <<INIT
