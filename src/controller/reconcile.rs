@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tracing::{info, instrument, warn};
 
@@ -19,11 +20,19 @@ use crate::api::{
     BindingStatus, GatewayPoolPeering, SiteGatewayPoolAssignment, SiteNodeSlice, SiteNodeSliceSpec,
     SitePeering,
 };
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterError};
 use crate::core::{ControllerPlan, EventType, NodeFacts, PlanSettings, plan_controller};
 use kube::api::ObjectMeta;
 
 /// What one pass did (for logs, tests and the benchmark).
+/// A Node update's name, label change, pod CIDRs and outcome.
+type NodeWrite<'a> = (
+    &'a String,
+    LabelChange<'a>,
+    Option<&'a Vec<ipnet::IpNet>>,
+    Result<Node, ClusterError>,
+);
+
 /// Node updates one pass keeps in flight at once.
 pub const NODE_WRITE_CONCURRENCY: usize = 16;
 
@@ -49,6 +58,21 @@ pub struct Reconciler<C> {
 }
 
 impl<C: Cluster> Reconciler<C> {
+    /// One Node update (label and pod CIDRs), with what it was asked to do.
+    async fn write_node<'a>(
+        &'a self,
+        name: &'a String,
+        node: &'a Node,
+        label: LabelChange<'a>,
+        cidrs: Option<&'a Vec<ipnet::IpNet>>,
+    ) -> NodeWrite<'a> {
+        let res = self
+            .writer
+            .update_node(node, label, cidrs.map(Vec::as_slice))
+            .await;
+        (name, label, cidrs, res)
+    }
+
     #[instrument(skip_all)]
     pub async fn pass(&self) -> PassReport {
         let observed = self.writer.store.with(|o| o.clone());
@@ -77,22 +101,18 @@ impl<C: Cluster> Reconciler<C> {
             .collect();
         // Written concurrently (bounded): a burst of joins costs round trips / concurrency,
         // not one round trip per node in a row.
-        let writes = touched.into_iter().filter_map(|name| {
-            let node = observed.nodes.get(name)?;
+        let mut jobs = Vec::new();
+        for name in touched {
+            let Some(node) = observed.nodes.get(name) else {
+                continue;
+            };
             let label = match plan.site_labels.get(name) {
                 Some(site) => LabelChange::Set(site),
                 None => LabelChange::Keep,
             };
-            let cidrs = plan.pod_cidrs.get(name);
-            Some(async move {
-                let res = self
-                    .writer
-                    .update_node(node, label, cidrs.map(Vec::as_slice))
-                    .await;
-                (name, label, cidrs, res)
-            })
-        });
-        let mut results = futures::stream::iter(writes).buffer_unordered(NODE_WRITE_CONCURRENCY);
+            jobs.push(self.write_node(name, node, label, plan.pod_cidrs.get(name)));
+        }
+        let mut results = futures::stream::iter(jobs).buffer_unordered(NODE_WRITE_CONCURRENCY);
         while let Some((name, label, cidrs, res)) = results.next().await {
             match res {
                 Ok(stored) => {
