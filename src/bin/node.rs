@@ -31,7 +31,8 @@ struct Args {
     /// Host directory for the WireGuard private key (mode 0600) and agent state.
     #[arg(long, default_value = "/var/lib/unbounded-net")]
     state_dir: PathBuf,
-    #[arg(long, value_enum, default_value = "ebpf")]
+    /// Data plane: `ebpf` (default) or `netlink` (the ConfigMap sets it as $UNBOUNDED_DATAPLANE).
+    #[arg(long, value_enum, env = "UNBOUNDED_DATAPLANE", default_value = "ebpf")]
     dataplane: DataplaneKind,
     /// BPF filesystem directory for the eBPF dataplane's pinned maps and program (a bpffs is
     /// mounted at its parent when none is there).
