@@ -176,8 +176,9 @@ fn main() -> anyhow::Result<()> {
     signals::block();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,unbounded_net::node=error")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,unbounded_net::node=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -11,8 +11,8 @@
 
 pub mod agent;
 pub mod cni;
-pub mod ebpf;
 pub mod dataplane;
+pub mod ebpf;
 pub mod kernel;
 pub mod masquerade;
 pub mod metrics;
