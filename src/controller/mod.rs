@@ -29,7 +29,7 @@ use events::EventRecorder;
 use leader::LeaderElector;
 use metrics::Metrics;
 use reconcile::Reconciler;
-use store::{Observed, Store};
+use store::Store;
 use writes::Writer;
 
 /// Wall-clock time for timestamps written into objects (never for decisions).
@@ -112,41 +112,7 @@ impl<C: Cluster> Controller<C> {
             metrics,
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.nodes,
-        ));
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.sites,
-        ));
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.pools,
-        ));
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.assignments,
-        ));
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.site_peerings,
-        ));
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.pool_peerings,
-        ));
-        tasks.spawn(store::reflect(
-            cluster.clone(),
-            store.clone(),
-            |o: &mut Observed| &mut o.slices,
-        ));
+        store::spawn_reflectors(&cluster, &store, true, &mut tasks);
 
         let (leading_tx, mut leading) = watch::channel(false);
         let mut elector = LeaderElector::new(

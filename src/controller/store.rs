@@ -132,6 +132,55 @@ fn rv_number(rv: &Option<String>) -> u64 {
     rv.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// Spawns a [`reflect`] task into `tasks` for every kind the planner reads: the five user
+/// CRDs and the SiteNodeSlices, plus Nodes when `nodes` (the controller; the node agent reads
+/// other nodes from the slices). Returns how many kinds that is ([`Store::synced_kinds`]).
+pub fn spawn_reflectors<C: Cluster>(
+    cluster: &C,
+    store: &std::sync::Arc<Store>,
+    nodes: bool,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> usize {
+    if nodes {
+        tasks.spawn(reflect(
+            cluster.clone(),
+            store.clone(),
+            |o: &mut Observed| &mut o.nodes,
+        ));
+    }
+    tasks.spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.sites,
+    ));
+    tasks.spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.pools,
+    ));
+    tasks.spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.assignments,
+    ));
+    tasks.spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.site_peerings,
+    ));
+    tasks.spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.pool_peerings,
+    ));
+    tasks.spawn(reflect(
+        cluster.clone(),
+        store.clone(),
+        |o: &mut Observed| &mut o.slices,
+    ));
+    KINDS - usize::from(!nodes)
+}
+
 /// Lists then watches kind `K` forever, keeping `slot` in `store` current. Errors (including
 /// a compacted resourceVersion) lead to a fresh list after a short pause; never a panic.
 pub async fn reflect<C: Cluster, K: ClusterObject>(

@@ -27,7 +27,7 @@ use super::wireguard::keys::{self, PrivateKey};
 use super::{cni, masquerade};
 use crate::api::WG_PUBKEY_ANNOTATION;
 use crate::cluster::{Cluster, MetadataPatch};
-use crate::controller::store::{Observed, Store, reflect};
+use crate::controller::store::{Store, spawn_reflectors};
 use crate::core::dataplane::{HEALTH_PROBE_PORT, NodeDataplane};
 use crate::core::node_plan::{health_address, plan_node};
 use crate::core::plan_index::{PlanIndex, PlanSettings};
@@ -70,43 +70,6 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Kinds the agent reflects: the five user CRDs and the SiteNodeSlices (never Nodes).
-const AGENT_KINDS: usize = 6;
-
-/// Lists then watches what the agent plans from, into `store` (the controller's reflector).
-fn reflect_agent_inputs<C: Cluster>(cluster: &C, store: &Arc<Store>) {
-    tokio::spawn(reflect(
-        cluster.clone(),
-        store.clone(),
-        |o: &mut Observed| &mut o.sites,
-    ));
-    tokio::spawn(reflect(
-        cluster.clone(),
-        store.clone(),
-        |o: &mut Observed| &mut o.pools,
-    ));
-    tokio::spawn(reflect(
-        cluster.clone(),
-        store.clone(),
-        |o: &mut Observed| &mut o.assignments,
-    ));
-    tokio::spawn(reflect(
-        cluster.clone(),
-        store.clone(),
-        |o: &mut Observed| &mut o.site_peerings,
-    ));
-    tokio::spawn(reflect(
-        cluster.clone(),
-        store.clone(),
-        |o: &mut Observed| &mut o.pool_peerings,
-    ));
-    tokio::spawn(reflect(
-        cluster.clone(),
-        store.clone(),
-        |o: &mut Observed| &mut o.slices,
-    ));
 }
 
 async fn udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -201,7 +164,10 @@ pub async fn run_with<C: Cluster>(
     };
 
     let store = Arc::new(Store::default());
-    reflect_agent_inputs(&cluster, &store);
+    // Other nodes come from the SiteNodeSlices (and pool status), not from Node objects: the
+    // agent watches O(nodes / 500) small objects and needs no permission to list Nodes.
+    let mut reflectors = tokio::task::JoinSet::new();
+    let kinds = spawn_reflectors(&cluster, &store, false, &mut reflectors);
     let origin = Instant::now();
     let table = Arc::new(Mutex::new(ProbeTable::default()));
     let mut prober_started = false;
@@ -212,7 +178,7 @@ pub async fn run_with<C: Cluster>(
         if !published {
             published = publish_key(&cluster, &cfg.node_name, &key).await;
         }
-        match (store.synced_kinds() >= AGENT_KINDS).then(|| store.with(|o| o.agent_snapshot())) {
+        match (store.synced_kinds() >= kinds).then(|| store.with(|o| o.agent_snapshot())) {
             None => {
                 metrics.api_errors.inc();
                 warn!("the cluster has not been read yet; keeping the data plane as it is");
