@@ -25,7 +25,9 @@ need() {
 }
 for t in nft boringtun-cli mount ldd tar gzip sha256sum python3; do need "$t"; done
 
-cargo build --release -q --bin unbounded-net-controller --bin unbounded-net-node
+# The same package set as the lab's release build, so CI (which ran that first) builds once:
+# features unify over the selected packages, and another set would rebuild the crate.
+cargo build --release -q -p netns-lab -p unbounded-net --bins
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
