@@ -2,6 +2,10 @@
 # Runs tests/netns_ebpf.rs inside a qemu (TCG) VM booted with Debian's cloud kernel, which has
 # the GENEVE, IPIP and dummy modules this machine's kernel lacks (ENVIRONMENT.md). Root.
 #   ebpf/vm-test.sh [test-name-filter]
+# The VM exists to exercise what this kernel cannot, so it fails (naming what) when a module
+# did not load in the guest, when a test reported itself skipped there, or when no test ran.
+# VM_TEST_BREAK_MODULE=geneve (a module's file name without .ko) puts a corrupt copy of that
+# module into the guest: the way to see that a module which does not load fails the run.
 # Needs what scripts/setup.sh installs: the unpacked cloud kernel under
 # /var/cache/unbounded-net/vm-kernel/, qemu-system-x86, busybox-static, cpio, dash.
 # The guest gets busybox for the basics but dash as /bin/sh: busybox's ash would run its own
@@ -10,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 filter=${1:-}
 [ "$(id -u)" = 0 ] || { echo "vm-test: needs root"; exit 1; }
-rel=$(ls /var/cache/unbounded-net/vm-kernel/ 2>/dev/null | sort | tail -1)
+rel=$(find /var/cache/unbounded-net/vm-kernel/ -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort | tail -1)
 [ -n "$rel" ] || { echo "vm-test: no cloud kernel unpacked: run scripts/setup.sh"; exit 1; }
 for t in qemu-system-x86_64 busybox cpio dash; do
   command -v "$t" >/dev/null || { echo "vm-test: $t missing: run scripts/setup.sh"; exit 1; }
@@ -46,16 +50,24 @@ for m in drivers/net/veth net/ipv4/udp_tunnel net/ipv6/ip6_udp_tunnel drivers/ne
          net/sched/sch_ingress net/sched/cls_bpf drivers/net/tun; do
   cp "$mods/kernel/$m.ko" "$root/mods/"; echo "/mods/$(basename "$m").ko" >> "$root/mods/order"
 done
+if [ -n "${VM_TEST_BREAK_MODULE:-}" ]; then
+  [ -f "$root/mods/$VM_TEST_BREAK_MODULE.ko" ] ||
+    { echo "vm-test: VM_TEST_BREAK_MODULE=$VM_TEST_BREAK_MODULE is not one of the guest's modules"; exit 1; }
+  echo "vm-test: VM_TEST_BREAK_MODULE: corrupting $VM_TEST_BREAK_MODULE.ko in the guest"
+  echo "not an ELF module" > "$root/mods/$VM_TEST_BREAK_MODULE.ko"
+fi
 cat > "$root/init" <<INIT
 #!/bin/busybox sh
 export PATH=/usr/sbin:/usr/bin:/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mount -t tmpfs run /run; mount -t tmpfs tmp /tmp
-for m in \$(cat /mods/order); do insmod \$m || echo "vm-test: insmod \$m failed"; done
+for m in \$(cat /mods/order); do insmod \$m || echo "@@vm-test@@ NOT-LOADED \$m"; done
 /usr/sbin/ip link set lo up
 echo "@@vm-test@@ kernel \$(cat /proc/sys/kernel/osrelease)"
+export UNBOUNDED_SKIP_LOG=/tmp/skipped; : > /tmp/skipped
 /usr/bin/netns_ebpf --test-threads=1 --nocapture $filter
 echo "@@vm-test@@ EXIT \$?"
+while read -r line; do echo "@@vm-test@@ \$line"; done < /tmp/skipped
 poweroff -f
 INIT
 chmod +x "$root/init"
@@ -64,6 +76,16 @@ chmod +x "$root/init"
 timeout 1200 qemu-system-x86_64 -accel tcg -cpu max -m 2048 -nographic -no-reboot \
   -kernel "$kdir/boot/vmlinuz-$rel" -initrd "$work/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1" | tee "$work/console.log" | grep -v '^\s*$' || true
-rc=$(sed -n 's/.*@@vm-test@@ EXIT \([0-9]*\).*/\1/p' "$work/console.log" | tail -1)
-[ "$rc" = 0 ] || { echo "vm-test: tests failed in the VM (exit ${rc:-none})"; exit 1; }
-echo "vm-test: all selected tests passed on $rel"
+tr -d '\r' < "$work/console.log" > "$work/console.txt"
+rc=$(sed -n 's/.*@@vm-test@@ EXIT \([0-9]*\).*/\1/p' "$work/console.txt" | tail -1)
+failed=0
+fail() { echo "vm-test: FAILED: $*"; failed=1; }
+[ "$rc" = 0 ] || fail "the tests failed in the VM (exit ${rc:-none: the guest did not finish})"
+sed -n 's|.*@@vm-test@@ NOT-LOADED /mods/\(.*\)\.ko.*|\1|p' "$work/console.txt" > "$work/not-loaded"
+while read -r m; do fail "module $m did not load in the VM, so what needs it was not exercised"; done < "$work/not-loaded"
+sed -n 's/.*@@vm-test@@ SKIPPED //p' "$work/console.txt" > "$work/skipped"
+while read -r why; do fail "skipped in the VM: $why"; done < "$work/skipped"
+passed=$(sed -n 's/.*test result: [a-zA-Z]*\. \([0-9]*\) passed.*/\1/p' "$work/console.txt" | tail -1)
+[ "${passed:-0}" -gt 0 ] || fail "no test passed in the VM (filter '${filter}' matched none?)"
+[ "$failed" = 0 ] || exit 1
+echo "vm-test: $passed tests passed on $rel; every module loaded, nothing skipped"
