@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # One idempotent setup for a fresh Debian 12 machine (root). Fast when everything is present.
-#   scripts/setup.sh            everything the test suite and the lab need
-#   scripts/setup.sh --quick    skip the slow optional parts (eBPF linker, control-plane binaries)
+#   scripts/setup.sh            what building the workspace and running the lab need
+#   scripts/setup.sh --quick    without bpf-linker (the kind workflow installs its own)
+# The Go-built control plane (kube-apiserver, etcd, kubectl: ~10 min once) is not built here:
+# only `--control-plane kube` and the API-server tests use it, and they build it on first use
+# (netns-lab runs controlplane/build.sh itself; scripts/test.sh runs it as its own phase).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=heartbeat.sh
+source "$(dirname "${BASH_SOURCE[0]}")/heartbeat.sh"
 
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
@@ -15,11 +20,17 @@ APT_PACKAGES=(
   wireguard-tools containernetworking-plugins
   qemu-system-x86 busybox-static kmod cpio bpftool
   llvm-22-dev libpolly-22-dev zlib1g-dev libzstd-dev
-  pkg-config ca-certificates shellcheck
+  pkg-config ca-certificates openssl shellcheck
 )
 
-phase_start=$(date +%s)
-phase() { local now; now=$(date +%s); echo "setup: $1 ($((now - phase_start)) s so far)"; }
+setup_start=$SECONDS
+step_start=$SECONDS
+phase() {
+  echo "setup: $1 ($((SECONDS - step_start)) s; $((SECONDS - setup_start)) s so far)"
+  step_start=$SECONDS
+}
+build_log=$(mktemp /tmp/unbounded-setup.XXXXXX)
+trap 'rm -f "$build_log"' EXIT
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "setup: must run as root (it installs Debian packages and creates network namespaces)" >&2
@@ -77,27 +88,22 @@ fi
 phase "rust toolchains ok ($NIGHTLY with rust-src)"
 
 if ! command -v boringtun-cli >/dev/null || ! boringtun-cli --version 2>/dev/null | grep -q "$BORINGTUN_VERSION"; then
-  echo "setup: building boringtun-cli $BORINGTUN_VERSION (userspace WireGuard; this kernel may lack it)"
-  cargo install boringtun-cli --version "$BORINGTUN_VERSION" --locked -q
+  echo "setup: building boringtun-cli $BORINGTUN_VERSION (userspace WireGuard; this kernel may lack it; about a minute)"
+  heartbeat "boringtun-cli" "$build_log" '^ *Compiling ' \
+    cargo install boringtun-cli --version "$BORINGTUN_VERSION" --locked
 fi
 phase "boringtun-cli ok"
 
 if ((QUICK == 0)); then
   if ! command -v bpf-linker >/dev/null; then
     echo "setup: building bpf-linker $BPF_LINKER_VERSION against Debian's LLVM 22 (about a minute)"
-    PATH="/usr/lib/llvm-22/bin:$PATH" cargo install bpf-linker --version "$BPF_LINKER_VERSION" \
-      --locked --no-default-features --features llvm-22 -q
+    PATH="/usr/lib/llvm-22/bin:$PATH" heartbeat "bpf-linker" "$build_log" '^ *Compiling ' \
+      cargo install bpf-linker --version "$BPF_LINKER_VERSION" \
+      --locked --no-default-features --features llvm-22
   fi
   phase "bpf-linker ok"
 fi
 
-# Control plane for the API-server tests (issue 4): kube-apiserver, kubectl and etcd built from
-# pinned Go modules; cached under /var/cache/unbounded-net/controlplane/<version>/ (≈10 min the
-# first time on 2 cores, instant afterwards). Needs Go (/usr/local/go/bin/go) and openssl.
-if ((QUICK == 0)); then
-  command -v openssl >/dev/null || apt-get install -y -qq --no-install-recommends openssl >/dev/null
-  "$(dirname "${BASH_SOURCE[0]}")/../controlplane/build.sh" >/dev/null
-  phase "control-plane binaries ok (build.sh printed its build time above)"
-fi
-
-phase "done"
+echo "setup: done in $((SECONDS - setup_start)) s"
+echo "setup: the Go control plane (for --control-plane kube and the API-server tests) is built on"
+echo "       first use, ~10 min once: controlplane/build.sh (netns-lab and scripts/test.sh run it)"

@@ -3,8 +3,8 @@
 //! reject every invalid manifest with the expected text, and accept every valid one.
 //! This is what keeps `api::validation` honest about what the server really says.
 //!
-//! Needs the control-plane binaries (`controlplane/build.sh`); without them the test prints
-//! why it is skipped and passes.
+//! Needs the control-plane binaries (`controlplane/build.sh`; `scripts/test.sh` builds them
+//! before the tests); without them the test fails with that command.
 
 #[path = "support/apiserver.rs"]
 mod apiserver;
@@ -48,7 +48,7 @@ async fn corpus_replays_against_a_real_apiserver() {
     let bin = binary_dir();
     if !bin.join("kube-apiserver").is_file() {
         panic!(
-            "no kube-apiserver in {}; build it with controlplane/build.sh (scripts/setup.sh does)",
+            "no kube-apiserver in {}; build it with controlplane/build.sh (scripts/test.sh does)",
             bin.display()
         );
     }

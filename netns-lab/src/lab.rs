@@ -38,6 +38,8 @@ pub enum LabError {
     NeedsNetem { link: String, what: String },
     #[error("control plane: {0}")]
     ControlPlane(#[from] control::ControlError),
+    #[error("kube mode: {0}")]
+    KubeBinaries(#[from] control::apiserver::binaries::BinariesError),
     #[error("pod on {node}: {source}")]
     Pod {
         node: String,
@@ -134,6 +136,11 @@ impl Lab {
             ));
         }
         let topo = from_scenario::lab_topology(&scenario.topology, &site_objects(&scenario))?;
+        if opts.control_plane == control::Mode::Kube {
+            // Before any namespace exists: the first kube-mode run builds the Go control plane
+            // (≈ 10 min, once), which is no part of the lab's bring-up time.
+            control::apiserver::binaries::ensure_kube_mode()?;
+        }
         let reg = Registry::create(name, Some(path.to_path_buf()))?;
         signals::spawn_teardown_on_signal(reg.clone());
         let start = Instant::now();

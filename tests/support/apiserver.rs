@@ -24,7 +24,8 @@ use serde::Deserialize as _;
 
 use apiserver_certs::ControlPlaneCerts;
 
-const BUILD_HINT: &str = "controlplane/build.sh (or scripts/setup.sh, which calls it)";
+const BUILD_HINT: &str =
+    "controlplane/build.sh (≈ 10 min once; scripts/test.sh runs it before the tests)";
 
 /// Repository root (tests run with the package directory as working directory).
 pub fn repo_root() -> PathBuf {

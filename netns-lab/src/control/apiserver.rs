@@ -2,6 +2,8 @@
 //! caches) inside the management namespace, certificates made with `openssl`, our CRDs and
 //! the controller's namespace installed with kubectl.
 
+pub mod binaries;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,13 +12,12 @@ use super::process::{LabProcess, StartError};
 use crate::cmd::{self, CmdError};
 use crate::registry::Registry;
 
-const BUILD_HINT: &str = "run controlplane/build.sh (scripts/setup.sh does)";
 pub const API_PORT: u16 = 6443;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiServerError {
-    #[error("{0} not found: {BUILD_HINT}")]
-    Missing(PathBuf),
+    #[error(transparent)]
+    Binaries(#[from] binaries::BinariesError),
     #[error("certificates: {0} (is openssl installed?)")]
     Certs(CmdError),
     #[error(transparent)]
@@ -27,36 +28,6 @@ pub enum ApiServerError {
     Crds(CmdError),
     #[error("{0}")]
     Io(String),
-}
-
-/// Where `controlplane/build.sh` caches its binaries: `$UNBOUNDED_CP_BIN_DIR`, else the
-/// directory named after the versions pinned in build.sh.
-pub fn binary_dir() -> Result<PathBuf, ApiServerError> {
-    if let Ok(dir) = std::env::var("UNBOUNDED_CP_BIN_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let script = repo_root().join("controlplane/build.sh");
-    let text = std::fs::read_to_string(&script).map_err(|_| ApiServerError::Missing(script))?;
-    let pinned = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .map(|v| v.trim_matches('"').to_string())
-            .unwrap_or_default()
-    };
-    let root = std::env::var("UNBOUNDED_CP_CACHE")
-        .unwrap_or_else(|_| "/var/cache/unbounded-net/controlplane".into());
-    Ok(PathBuf::from(root).join(format!(
-        "k8s-{}-etcd-{}",
-        pinned("K8S_VERSION"),
-        pinned("ETCD_VERSION")
-    )))
-}
-
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("netns-lab sits in the workspace")
-        .to_path_buf()
 }
 
 /// etcd + kube-apiserver of one lab. Field order is drop order: API server first.
@@ -165,12 +136,8 @@ impl ApiServer {
     /// Starts etcd and the API server in `netns` (the management namespace), waits until it
     /// is ready and installs the CRDs from `deploy/crds/crds.yaml`.
     pub fn start(reg: &Registry, netns: &str, dir: &Path) -> Result<ApiServer, ApiServerError> {
-        let bin = binary_dir()?;
-        for b in ["etcd", "kube-apiserver", "kubectl"] {
-            if !bin.join(b).is_file() {
-                return Err(ApiServerError::Missing(bin.join(b)));
-            }
-        }
+        // Normally done before the lab was built (`Lab::up`); instant then.
+        let bin = binaries::ensure_upstream()?;
         std::fs::create_dir_all(dir).map_err(|e| ApiServerError::Io(e.to_string()))?;
         certificates(dir)?;
         let p = |f: &str| dir.join(f).display().to_string();
@@ -241,7 +208,7 @@ impl ApiServer {
         s.kubectl(&[
             "apply",
             "-f",
-            &repo_root()
+            &binaries::repo_root()
                 .join("deploy/crds/crds.yaml")
                 .display()
                 .to_string(),

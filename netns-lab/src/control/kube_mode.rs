@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use unbounded_net::cluster::KubeCluster;
 
-use super::apiserver::ApiServer;
+use super::apiserver::{ApiServer, binaries};
 use super::mgmt::Mgmt;
 use super::process::LabProcess;
 use super::{AGENT_METRICS, AgentSpec, ControlError};
@@ -31,32 +31,14 @@ fn kube_err(e: impl std::fmt::Display) -> ControlError {
 
 /// One of our binaries, next to the running `netns-lab` (same cargo profile).
 fn our_binary(name: &str) -> Result<PathBuf, ControlError> {
-    let exe = std::env::current_exe().map_err(kube_err)?;
-    let path = exe.with_file_name(name);
-    if !path.is_file() {
-        let profile = exe
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let flag = if profile == "release" {
-            " --release"
-        } else {
-            ""
-        };
-        return Err(ControlError::Kube(format!(
-            "{} not found: build it with `cargo build{flag} -p unbounded-net --bins`",
-            path.display()
-        )));
-    }
-    Ok(path)
+    binaries::our_binary(name).map_err(kube_err)
 }
 
 impl KubeMode {
     pub fn start(reg: &Registry, rt: &tokio::runtime::Runtime) -> Result<KubeMode, ControlError> {
-        // Fail before building anything when a binary is missing.
-        our_binary("unbounded-net-controller")?;
-        our_binary("unbounded-net-node")?;
+        // Fail before building anything when a binary is missing (`Lab::up` checked, and
+        // built the Go ones, before the topology; this covers other callers).
+        binaries::ensure_kube_mode().map_err(kube_err)?;
         let dir = registry::lab_dir(&reg.lab()).join("kube");
         let mgmt = Mgmt::create(reg).map_err(kube_err)?;
         let api = ApiServer::start(reg, &mgmt.netns, &dir).map_err(kube_err)?;
