@@ -24,7 +24,7 @@ heartbeat() {
         kill -0 "$parent" 2>/dev/null || exit 0
       done
       done_units=$(grep -cE "$pattern" "$log" 2>/dev/null || true)
-      last=$(grep -E "$pattern" "$log" 2>/dev/null | tail -1 | sed 's/^ *//')
+      last=$(grep -E "$pattern" "$log" 2>/dev/null | tail -1 | sed 's/^ *//' || true)
       echo "  ... $label: $((SECONDS - start)) s, ${done_units:-0} done${last:+; last: $last}" >&2
     done
   ) &
