@@ -38,7 +38,7 @@ pub enum LabError {
     NeedsNetem { link: String, what: String },
     #[error("control plane: {0}")]
     ControlPlane(#[from] control::ControlError),
-    #[error("kube mode: {0}")]
+    #[error(transparent)]
     KubeBinaries(#[from] control::apiserver::binaries::BinariesError),
     #[error("pod on {node}: {source}")]
     Pod {
