@@ -182,6 +182,10 @@ fn maps() {
         load_time.as_secs_f64() * 1e6 / entries.len() as f64
     );
     println!(
+        "  reconcile from empty / map load alone: {:.2}x",
+        full_time.as_secs_f64() / load_time.as_secs_f64()
+    );
+    println!(
         "  one-prefix change: {} ({} op)",
         ms(one_time),
         one.ops.len()

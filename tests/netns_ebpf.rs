@@ -3,7 +3,8 @@
 //! stickiness, health flips moving only the unhealthy gateway's flows, an IPv6 overlay
 //! prefix, an unencapsulated (gateway) route, a WireGuard nexthop (redirect to the device),
 //! a deleted map entry breaking exactly its prefix, the counters, and an agent restart that
-//! drops nothing.
+//! drops nothing; a prefix mixing a VXLAN and a plain gateway nexthop; the nexthop limit;
+//! a pinned map of an older layout being replaced.
 //!
 //! aya and rtnetlink talk to the namespace of the calling thread, so every dataplane call
 //! runs inside [`Netns::enter`] on a blocked tokio worker ([`in_ns`]); the netlink
@@ -11,158 +12,25 @@
 
 #[path = "support/netns.rs"]
 mod netns;
+#[path = "support/netns_ebpf.rs"]
+mod netns_ebpf;
 #[path = "support/netns_nodes.rs"]
 mod netns_nodes;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::UdpSocket;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use netns::{Netns, report_skip, require_root, veth};
+use netns_ebpf::{
+    BpfFs, attach_tun, connect, drain_counts, in_ns, one_datagram, pin_old_layout_map, ping,
+    read_packet, reconcile, skip_without_btf, spray, spray_from,
+};
 use netns_nodes::{mesh_plan, route};
-use unbounded_net::core::dataplane::{Encap, NodeDataplane, WireGuardPeer};
-use unbounded_net::node::ebpf::{EbpfConfig, EbpfDataplane};
-use unbounded_net::node::{KernelOp, Reconciler};
+use unbounded_net::core::dataplane::{Encap, WireGuardPeer};
+use unbounded_net::node::KernelOp;
 use unbounded_net_common::flags;
-
-/// A private BPF filesystem for one test's pins; unmounted and removed on drop.
-struct BpfFs(PathBuf);
-
-impl BpfFs {
-    fn new(tag: &str) -> BpfFs {
-        let path = PathBuf::from(format!("/run/unet-bpf-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "bpf", "bpf"])
-            .arg(&path)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "mount bpffs at {}", path.display());
-        BpfFs(path)
-    }
-}
-
-impl Drop for BpfFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = std::fs::remove_dir(&self.0);
-    }
-}
-
-fn in_ns<T>(ns: &Netns, f: impl std::future::Future<Output = T>) -> T {
-    ns.enter(|| futures::executor::block_on(f))
-}
-
-fn connect(ns: &Netns, fs: &BpfFs) -> Reconciler<EbpfDataplane> {
-    let cfg = EbpfConfig {
-        pin_dir: fs.0.join(&ns.name),
-        wireguard_device: "unwgunused".into(),
-    };
-    let dp = in_ns(ns, EbpfDataplane::connect(&cfg)).expect("load the eBPF dataplane");
-    Reconciler::new(dp, "unwgunused")
-}
-
-fn reconcile(
-    ns: &Netns,
-    r: &mut Reconciler<EbpfDataplane>,
-    plan: &NodeDataplane,
-    down: &[&str],
-) -> Vec<KernelOp> {
-    let down: BTreeSet<String> = down.iter().map(|s| s.to_string()).collect();
-    let rep = in_ns(ns, r.reconcile(plan, &down)).unwrap();
-    assert!(rep.apply.failures.is_empty(), "{:?}", rep.apply.failures);
-    rep.ops
-}
-
-/// Sends one datagram per source port from the node to 10.250.0.1:7000 and returns which
-/// gateway received each port.
-fn spray(
-    n: &Netns,
-    gws: &[(&str, &UdpSocket)],
-    ports: std::ops::Range<u16>,
-) -> BTreeMap<u16, String> {
-    for port in ports.clone() {
-        let s = n.enter(|| UdpSocket::bind(("10.244.70.1", port)).unwrap());
-        s.send_to(&port.to_be_bytes(), "10.250.0.1:7000").unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let mut seen = BTreeMap::new();
-    let mut buf = [0u8; 16];
-    for (name, sock) in gws {
-        while let Ok((_, from)) = sock.recv_from(&mut buf) {
-            let prev = seen.insert(from.port(), name.to_string());
-            assert!(prev.is_none(), "port {} reached two gateways", from.port());
-        }
-    }
-    assert_eq!(seen.len(), ports.len(), "every flow arrives exactly once");
-    seen
-}
-
-/// Sends exactly one UDP datagram from the node's pod address (a dropped one fails `send_to`
-/// with ENOBUFS, which is ignored: the counters say what happened).
-fn one_datagram(n: &Netns, to: &str) {
-    let s = n.enter(|| UdpSocket::bind("10.244.70.1:0").unwrap());
-    let _ = s.send_to(b"x", (to, 9));
-}
-
-/// Attaches to an existing TUN device (`TUNSETIFF`, no packet-info header), so packets
-/// handed to it can be read.
-fn attach_tun(name: &str) -> std::fs::File {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/net/tun")
-        .unwrap();
-    let mut ifr = [0u8; 40];
-    ifr[..name.len()].copy_from_slice(name.as_bytes());
-    // IFF_TUN | IFF_NO_PI
-    ifr[16..18].copy_from_slice(&(0x0001u16 | 0x1000).to_ne_bytes());
-    // Safety: TUNSETIFF reads and writes a struct ifreq, which `ifr` is large enough for.
-    let rc = unsafe { nix::libc::ioctl(f.as_raw_fd(), 0x400454ca, ifr.as_mut_ptr()) };
-    assert_eq!(
-        rc,
-        0,
-        "TUNSETIFF {name}: {}",
-        std::io::Error::last_os_error()
-    );
-    f
-}
-
-/// The next packet from an attached TUN (waits up to 2 s).
-fn read_packet(tun: &std::fs::File) -> Vec<u8> {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    // Safety: fcntl on a file descriptor this function borrows.
-    unsafe {
-        let fl = nix::libc::fcntl(tun.as_raw_fd(), nix::libc::F_GETFL);
-        nix::libc::fcntl(
-            tun.as_raw_fd(),
-            nix::libc::F_SETFL,
-            fl | nix::libc::O_NONBLOCK,
-        );
-    }
-    let mut buf = vec![0u8; 2048];
-    for _ in 0..200 {
-        match (&*tun).read(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return buf;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("read the TUN device: {e}"),
-        }
-    }
-    panic!("no packet reached the device within 2 s");
-}
-
-fn ping(n: &Netns, from: &str, to: &str) -> bool {
-    n.try_sh(&format!("ping -c 1 -W 1 -I {from} {to}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_vxlan_ecmp_health_ipv6_map_delete_and_restart() {
@@ -506,4 +374,282 @@ async fn ebpf_geneve_and_ipip() {
         }
     }
     println!("{ran} of 2 encapsulations exercised");
+}
+
+/// One prefix over a VXLAN gateway and a plain routed gateway: flows hash onto both, the
+/// plain one leaves by its link with the neighbour's MAC (`bpf_redirect_neigh`), and when it
+/// is unhealthy only its own flows move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_mixed_gateway_and_vxlan_nexthops() {
+    let test = "ebpf_mixed_gateway_and_vxlan_nexthops";
+    if !require_root(test) || skip_without_btf(test) {
+        return;
+    }
+    let fs = BpfFs::new("mx");
+    let n = Netns::new("mxn");
+    let g1 = Netns::new("mxg1");
+    let g2 = Netns::new("mxg2");
+    veth(
+        &n,
+        "eth1",
+        "192.168.76.1/24",
+        &g1,
+        "eth0",
+        "192.168.76.2/24",
+    );
+    veth(
+        &n,
+        "eth2",
+        "192.168.77.1/24",
+        &g2,
+        "eth0",
+        "192.168.77.2/24",
+    );
+    n.sh("ip addr add 10.244.76.1/32 dev lo");
+    g1.sh("ip addr add 10.251.0.1/32 dev lo");
+    // g2 is a plain router: no dataplane, just the address and a route back.
+    g2.sh("ip addr add 10.251.0.1/32 dev lo && ip route add 10.244.76.0/24 via 192.168.77.1");
+    let mut r1 = connect(&g1, &fs);
+    let p1 = mesh_plan(
+        "g1",
+        Encap::Vxlan,
+        1400,
+        &[("n", "192.168.76.2", "192.168.76.1", "10.244.76.0/24")],
+    );
+    reconcile(&g1, &mut r1, &p1, &[]);
+
+    let mut plan = mesh_plan(
+        "n",
+        Encap::Vxlan,
+        1400,
+        &[("g1", "192.168.76.1", "192.168.76.2", "10.244.77.0/24")],
+    );
+    let mut mixed = route(Encap::Vxlan, &[("g1", "192.168.76.2")], 1400);
+    mixed
+        .nexthops
+        .extend(route(Encap::None, &[("g2", "192.168.77.2")], 1400).nexthops);
+    let prefix = "10.251.0.0/16".parse().unwrap();
+    plan.routes.insert(prefix, mixed);
+    let mut r = connect(&n, &fs);
+    reconcile(&n, &mut r, &plan, &[]);
+
+    let e = r.dataplane_mut().maps_mut().get(prefix).unwrap().unwrap();
+    assert_eq!(e.count, 2, "{e:?}");
+    let eth2: u32 = n
+        .sh("cat /sys/class/net/eth2/ifindex")
+        .trim()
+        .parse()
+        .unwrap();
+    let gw = e.nexthops[..2]
+        .iter()
+        .find(|s| s.protocol == unbounded_net_common::proto::GATEWAY)
+        .expect("a gateway slot");
+    assert_eq!(
+        (gw.ifindex, &gw.underlay[..4]),
+        (eth2, &[192, 168, 77, 2][..])
+    );
+
+    let socks: Vec<UdpSocket> = [&g1, &g2]
+        .iter()
+        .map(|g| {
+            let s = g.enter(|| UdpSocket::bind("10.251.0.1:7000").unwrap());
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let gws = [("g1", &socks[0]), ("g2", &socks[1])];
+    let flows = |r: std::ops::Range<u16>| spray_from(&n, "10.244.76.1", "10.251.0.1:7000", &gws, r);
+    let first = flows(41000..41200);
+    let on_g2 = first.values().filter(|g| *g == "g2").count();
+    println!("mixed: {on_g2} of 200 flows on the plain gateway");
+    assert!(
+        on_g2 > 40 && on_g2 < 160,
+        "both nexthops carry flows: {on_g2}"
+    );
+    assert_eq!(flows(41000..41200), first, "no flow changed nexthop");
+
+    // The plain gateway unhealthy: one value rewritten in place, only its flows move.
+    let ops = reconcile(&n, &mut r, &plan, &["g2"]);
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    let moved = flows(41000..41200);
+    for (port, was) in &first {
+        assert_eq!(moved[port], "g1", "port {port} (was on {was})");
+    }
+    reconcile(&n, &mut r, &plan, &[]);
+    assert_eq!(flows(41000..41200), first, "flows return to their nexthop");
+
+    // The tunnel unhealthy: the prefix becomes a plain kernel route via the gateway.
+    reconcile(&n, &mut r, &plan, &["g1"]);
+    let plain = n.sh("ip route show 10.251.0.0/16 proto 0x56");
+    assert!(plain.contains("via 192.168.77.2"), "{plain}");
+    assert!(flows(41000..41200).values().all(|g| g == "g2"));
+    assert_eq!(r.dataplane_mut().maps_mut().get(prefix).unwrap(), None);
+    reconcile(&n, &mut r, &plan, &[]);
+    assert_eq!(
+        flows(41000..41200),
+        first,
+        "flows return after the tunnel recovers"
+    );
+
+    let c = r.dataplane().counters().unwrap();
+    assert_eq!((c.errors, c.no_healthy), (0, 0), "{c:?}");
+    for (ns, rr) in [(&n, &mut r), (&g1, &mut r1)] {
+        let errors = in_ns(ns, rr.dataplane_mut().remove_all(&fs.0.join(&ns.name)));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}
+
+/// The full nexthop limit (`MAX_NEXTHOPS` = 16) loads, and every slot carries flows; one
+/// more is an apply failure naming the prefix and the counts, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_sixteen_nexthops_and_seventeen_refused() {
+    let test = "ebpf_sixteen_nexthops_and_seventeen_refused";
+    if !require_root(test) || skip_without_btf(test) {
+        return;
+    }
+    const MAX: usize = unbounded_net_common::MAX_NEXTHOPS;
+    let fs = BpfFs::new("nh");
+    let n = Netns::new("nhn");
+    let p = Netns::new("nhp");
+    veth(&n, "eth1", "192.168.78.1/24", &p, "eth0", "192.168.78.2/24");
+    n.sh("ip addr add 10.244.78.1/32 dev lo");
+    let remotes: Vec<String> = (0..=MAX).map(|i| format!("192.168.78.{}", 2 + i)).collect();
+    // No VXLAN device on the far side: a plain UDP socket on each underlay address and the
+    // VXLAN port receives the encapsulated datagrams, so each counts one slot's flows.
+    for a in &remotes[1..] {
+        p.sh(&format!("ip addr add {a}/32 dev eth0"));
+    }
+    let outer: Vec<UdpSocket> = remotes
+        .iter()
+        .map(|a| {
+            let s = p.enter(|| UdpSocket::bind((a.as_str(), 4789)).unwrap());
+            s.set_nonblocking(true).unwrap();
+            s
+        })
+        .collect();
+    let peers: Vec<(String, String, String)> = remotes
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("t{i}"), a.clone(), format!("10.246.{i}.0/24")))
+        .collect();
+    let peer_refs: Vec<(&str, &str, &str, &str)> = peers
+        .iter()
+        .map(|(n, a, c)| (n.as_str(), "192.168.78.1", a.as_str(), c.as_str()))
+        .collect();
+    let mut plan = mesh_plan("n", Encap::Vxlan, 1400, &peer_refs);
+    let via = |k: usize| {
+        let hops: Vec<(&str, &str)> = peers[..k]
+            .iter()
+            .map(|(n, a, _)| (n.as_str(), a.as_str()))
+            .collect();
+        route(Encap::Vxlan, &hops, 1400)
+    };
+    let wide = "10.252.0.0/16".parse().unwrap();
+    plan.routes.insert(wide, via(MAX));
+    let mut r = connect(&n, &fs);
+    reconcile(&n, &mut r, &plan, &[]);
+    let full = r.dataplane_mut().maps_mut().get(wide).unwrap().unwrap();
+    assert_eq!(full.count as usize, MAX);
+
+    for port in 42000..42400u16 {
+        let s = n.enter(|| UdpSocket::bind(("10.244.78.1", port)).unwrap());
+        s.send_to(b"x", "10.252.0.1:7000").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let counts = drain_counts(&outer);
+    println!("flows per slot: {counts:?}");
+    assert!(
+        counts[..MAX].iter().all(|c| *c > 0),
+        "a slot carried nothing: {counts:?}"
+    );
+    assert_eq!(counts[MAX], 0, "the 17th underlay is in no route yet");
+    assert_eq!(
+        counts.iter().sum::<usize>(),
+        400,
+        "every flow arrives exactly once"
+    );
+
+    // One more nexthop: refused, the prefix keeps its previous value and route.
+    let mut over = plan.clone();
+    over.routes.insert(wide, via(MAX + 1));
+    let fresh = "10.253.0.0/16".parse().unwrap();
+    over.routes.insert(fresh, via(MAX + 1));
+    let rep = in_ns(&n, r.reconcile(&over, &BTreeSet::new())).unwrap();
+    assert_eq!(rep.apply.failures.len(), 2, "{:?}", rep.apply.failures);
+    for prefix in ["10.252.0.0/16", "10.253.0.0/16"] {
+        let f = rep
+            .apply
+            .failures
+            .iter()
+            .find(|f| f.message.contains(prefix));
+        let m = &f
+            .unwrap_or_else(|| panic!("no failure names {prefix}"))
+            .message;
+        assert!(m.contains(&format!("{} nexthops", MAX + 1)), "{m}");
+        assert!(m.contains(&format!("at most {MAX}")), "{m}");
+    }
+    assert_eq!(r.dataplane_mut().maps_mut().get(wide).unwrap(), Some(full));
+    assert_eq!(r.dataplane_mut().maps_mut().get(fresh).unwrap(), None);
+    assert!(
+        n.sh("ip route show 10.253.0.0/16 proto 0x56")
+            .trim()
+            .is_empty()
+    );
+    assert!(
+        !n.sh("ip route show 10.252.0.0/16 proto 0x56")
+            .trim()
+            .is_empty()
+    );
+
+    let errors = in_ns(&n, r.dataplane_mut().remove_all(&fs.0.join(&n.name)));
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// A pin left by an agent with another map layout is replaced, not misread: the new agent
+/// gets a map of its own layout and the first pass writes every prefix into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_pinned_map_of_an_older_layout_is_replaced() {
+    let test = "ebpf_pinned_map_of_an_older_layout_is_replaced";
+    if !require_root(test) || skip_without_btf(test) {
+        return;
+    }
+    let fs = BpfFs::new("pl");
+    let a = Netns::new("pla");
+    let b = Netns::new("plb");
+    veth(&a, "eth0", "192.168.79.1/24", &b, "eth0", "192.168.79.2/24");
+    a.sh("ip addr add 10.244.79.1/32 dev lo");
+    b.sh("ip addr add 10.244.80.1/32 dev lo");
+    let dir = fs.0.join(&a.name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pin = dir.join(unbounded_net_common::ROUTES_V4);
+    pin_old_layout_map(&pin);
+    let pa = mesh_plan(
+        "a",
+        Encap::Vxlan,
+        1400,
+        &[("b", "192.168.79.1", "192.168.79.2", "10.244.80.0/24")],
+    );
+    let pb = mesh_plan(
+        "b",
+        Encap::Vxlan,
+        1400,
+        &[("a", "192.168.79.2", "192.168.79.1", "10.244.79.0/24")],
+    );
+    let mut ra = connect(&a, &fs);
+    let info = aya::maps::MapInfo::from_pin(&pin).unwrap();
+    assert_eq!(
+        info.value_size() as usize,
+        std::mem::size_of::<unbounded_net_common::RouteEntry>()
+    );
+    reconcile(&a, &mut ra, &pa, &[]);
+    let mut rb = connect(&b, &fs);
+    reconcile(&b, &mut rb, &pb, &[]);
+    assert!(
+        ping(&a, "10.244.79.1", "10.244.80.1"),
+        "traffic over the new map"
+    );
+    for (ns, r) in [(&a, &mut ra), (&b, &mut rb)] {
+        let errors = in_ns(ns, r.dataplane_mut().remove_all(&fs.0.join(&ns.name)));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
 }

@@ -3,8 +3,10 @@
 //! sides agree on the layout byte for byte.
 #![no_std]
 
-/// Most nexthops one remote prefix carries in the LPM map value.
-pub const MAX_NEXTHOPS: usize = 8;
+/// Most nexthops one remote prefix carries in the LPM map value (a power of two, see
+/// [`bounded_slot`]). 16 slots make a 520-byte value; the verifier walks [`pick`]'s loops
+/// unrolled, so raising it again costs verifier time on every load.
+pub const MAX_NEXTHOPS: usize = 16;
 
 /// Map names (the pin file names under the pin directory).
 pub const ROUTES_V4: &str = "UNB_ROUTES_V4";
@@ -32,8 +34,9 @@ pub mod proto {
     pub const IPIP: u8 = 3;
     /// The WireGuard device: redirect only (WireGuard's own peer table picks the peer).
     pub const WIREGUARD: u8 = 4;
-    /// Plain routed gateway; the program cannot forward it and never picks it (the user
-    /// space dataplane routes gateway-only prefixes with kernel routes instead).
+    /// Plain routed gateway (no encapsulation): `underlay` is the gateway's address on the
+    /// link `ifindex`; the program hands the packet to that device with the kernel's
+    /// neighbour table filling in the gateway's MAC (`bpf_redirect_neigh`).
     pub const GATEWAY: u8 = 5;
 }
 
@@ -51,7 +54,7 @@ pub mod counter {
     pub const HITS: u32 = 0;
     /// IP packets with no matching prefix (dropped: the anchor leads nowhere).
     pub const MISSES: u32 = 1;
-    /// Packets redirected to a tunnel or WireGuard device.
+    /// Packets redirected to a tunnel, the WireGuard device or a gateway's link.
     pub const REDIRECTS: u32 = 2;
     /// Packets dropped because their prefix had no healthy nexthop.
     pub const NO_HEALTHY: u32 = 3;
@@ -96,7 +99,7 @@ impl NextHop {
 
     /// Whether the program may pick this nexthop.
     pub fn usable(&self) -> bool {
-        self.flags & flags::HEALTHY != 0 && self.protocol != proto::GATEWAY && self.ifindex != 0
+        self.flags & flags::HEALTHY != 0 && self.ifindex != 0
     }
 }
 
@@ -142,7 +145,7 @@ const _: () = assert!(MAX_NEXTHOPS.is_power_of_two());
 
 /// `i` masked into `0..MAX_NEXTHOPS` in a way the compiler cannot fold away. The BPF
 /// verifier only accepts a variable index into a map value when the register itself is
-/// bounded; LLVM knows `hash % n < 8` and would otherwise drop the mask.
+/// bounded; LLVM knows `hash % n < MAX_NEXTHOPS` and would otherwise drop the mask.
 #[inline(always)]
 pub fn bounded_slot(i: usize) -> usize {
     // Safety: reading a local through a valid pointer.
@@ -232,6 +235,27 @@ mod tests {
             }
         }
         assert!(moved > 200, "slot 1 should carry about a third: {moved}");
+    }
+
+    #[test]
+    fn every_one_of_the_slots_carries_flows_and_a_gateway_is_usable() {
+        let mut all = entry(&[true; MAX_NEXTHOPS]);
+        all.nexthops[MAX_NEXTHOPS - 1].protocol = proto::GATEWAY;
+        let mut down = all;
+        down.nexthops[MAX_NEXTHOPS - 1].flags = 0;
+        let mut seen = [0u32; MAX_NEXTHOPS];
+        for port in 0..4000u32 {
+            let h = flow_hash(&[9, 8, 7, 6, 5, 4, 3, 6, port]);
+            let before = pick(&all, h).unwrap();
+            seen[before] += 1;
+            let after = pick(&down, h).unwrap();
+            if before != MAX_NEXTHOPS - 1 {
+                assert_eq!(before, after, "flow {port} moved off a healthy nexthop");
+            } else {
+                assert_ne!(after, MAX_NEXTHOPS - 1);
+            }
+        }
+        assert!(seen.iter().all(|n| *n > 100), "uneven spread: {seen:?}");
     }
 
     #[test]

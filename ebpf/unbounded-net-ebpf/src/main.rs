@@ -3,14 +3,18 @@
 //! The kernel routes every remote pod prefix to the anchor; this program takes each packet
 //! there, finds its prefix in an LPM trie, picks a healthy nexthop by flow hash, writes the
 //! tunnel key (and for L2 tunnels the inner destination MAC) and redirects the packet to the
-//! node's shared flow-based tunnel device or to the WireGuard device. Anything it cannot
+//! node's shared flow-based tunnel device or to the WireGuard device; an unencapsulated
+//! nexthop goes out of its gateway's link with the neighbour table filling in the MAC
+//! (`bpf_redirect_neigh`, kernel 5.10+). Anything it cannot
 //! forward is dropped and counted: the anchor leads nowhere, so passing would black-hole
 //! the packet silently.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::bindings::{BPF_F_TUNINFO_IPV6, TC_ACT_OK, TC_ACT_SHOT, bpf_tunnel_key};
-use aya_ebpf::helpers::generated::{bpf_redirect, bpf_skb_set_tunnel_key};
+use aya_ebpf::bindings::{
+    BPF_F_TUNINFO_IPV6, TC_ACT_OK, TC_ACT_SHOT, bpf_redir_neigh, bpf_tunnel_key,
+};
+use aya_ebpf::helpers::generated::{bpf_redirect, bpf_redirect_neigh, bpf_skb_set_tunnel_key};
 use aya_ebpf::macros::{classifier, map};
 use aya_ebpf::maps::PerCpuArray;
 use aya_ebpf::maps::lpm_trie::{Key, LpmTrie};
@@ -36,6 +40,8 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 /// Outer TTL of encapsulated packets.
 const TUNNEL_TTL: u8 = 64;
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
 
 #[inline(always)]
 fn count(index: u32) {
@@ -177,6 +183,43 @@ fn forward(ctx: &TcContext) -> Result<i32, ()> {
             }
         }
         proto::WIREGUARD => {}
+        proto::GATEWAY => {
+            let mut params: bpf_redir_neigh = unsafe { core::mem::zeroed() };
+            if nh.flags & flags::UNDERLAY_V6 != 0 {
+                params.nh_family = AF_INET6;
+                let mut v6 = [0u32; 4];
+                let mut i = 0;
+                while i < 4 {
+                    v6[i] = u32::from_ne_bytes([
+                        nh.underlay[4 * i],
+                        nh.underlay[4 * i + 1],
+                        nh.underlay[4 * i + 2],
+                        nh.underlay[4 * i + 3],
+                    ]);
+                    i += 1;
+                }
+                params.__bindgen_anon_1.ipv6_nh = v6;
+            } else {
+                params.nh_family = AF_INET;
+                // Network byte order, as the bytes are stored.
+                params.__bindgen_anon_1.ipv4_nh = u32::from_ne_bytes([
+                    nh.underlay[0],
+                    nh.underlay[1],
+                    nh.underlay[2],
+                    nh.underlay[3],
+                ]);
+            }
+            count(counter::REDIRECTS);
+            // The MAC header the anchor gave the packet is replaced by the gateway's.
+            return Ok(unsafe {
+                bpf_redirect_neigh(
+                    nh.ifindex,
+                    &mut params,
+                    core::mem::size_of::<bpf_redir_neigh>() as i32,
+                    0,
+                )
+            } as i32);
+        }
         _ => return Err(()),
     }
     count(counter::REDIRECTS);

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+use rtnetlink::packet_route::neighbour::NeighbourFlags;
 use rtnetlink::packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteNextHop, RouteProtocol,
     RouteScope,
@@ -204,13 +205,54 @@ fn parse(m: &RouteMessage, anchor: u32) -> Option<(IpNet, OwnedRoute)> {
     Some((prefix, OwnedRoute::Gateways { gateways, mtu }))
 }
 
-/// `ip route replace` of one owned route.
-pub async fn replace_route(
-    h: &Handle,
+/// How the kernel reaches `addr` (`ip route get addr`): the neighbour to hand packets to
+/// (`addr` itself when it is on a connected subnet) and the device they leave by.
+pub async fn route_to(h: &Handle, addr: IpAddr) -> Result<(IpAddr, u32), String> {
+    let len = if addr.is_ipv4() { 32 } else { 128 };
+    let req = rtnetlink::RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(addr, len)
+        .map_err(|e| format!("route to {addr}: {e}"))?
+        .build();
+    let reply = h
+        .route()
+        .get(req)
+        .execute()
+        .try_next()
+        .await
+        .map_err(|e| format!("no route to gateway {addr}: {e}"))?
+        .ok_or_else(|| format!("no route to gateway {addr}"))?;
+    let (mut via, mut oif) = (addr, None);
+    for a in &reply.attributes {
+        match a {
+            RouteAttribute::Gateway(g) => via = addr_of(g).unwrap_or(addr),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let oif = oif.ok_or_else(|| format!("route to gateway {addr} names no device"))?;
+    Ok((via, oif))
+}
+
+/// Starts resolving the neighbour `addr` on `ifindex` if it is not yet
+/// (`ip neigh replace ADDR dev DEV use`). Packets the program hands to an unresolved
+/// neighbour with `bpf_redirect_neigh` were seen lost (one of the first 200 flows, kernel
+/// 6.18) where a kernel route would have queued them.
+pub async fn resolve_neighbour(h: &Handle, ifindex: u32, addr: IpAddr) -> Result<(), String> {
+    h.neighbours()
+        .add(ifindex, addr)
+        .flags(NeighbourFlags::Use)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| format!("resolve neighbour {addr} on ifindex {ifindex}: {e}"))
+}
+
+/// The `ip route replace` request of one owned route.
+pub fn route_message(
     anchor: u32,
     prefix: IpNet,
     route: &OwnedRoute,
-) -> Result<(), String> {
+) -> Result<RouteMessage, String> {
     let mut b = rtnetlink::RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(prefix.addr(), prefix.prefix_len())
         .map_err(|e| format!("route {prefix}: {e}"))?
@@ -249,23 +291,23 @@ pub async fn replace_route(
         msg.attributes
             .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
-    h.route()
-        .add(msg)
-        .replace()
-        .execute()
-        .await
-        .map_err(|e| format!("replace route {prefix}: {e}"))
+    Ok(msg)
 }
 
-/// Deletes one owned route; absent is fine.
-pub async fn delete_route(h: &Handle, prefix: IpNet) -> Result<(), String> {
-    let msg = rtnetlink::RouteMessageBuilder::<IpAddr>::new()
+/// The `ip route del` request of one owned route (the protocol makes the kernel match only
+/// ours).
+pub fn delete_message(prefix: IpNet) -> Result<RouteMessage, String> {
+    Ok(rtnetlink::RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(prefix.addr(), prefix.prefix_len())
         .map_err(|e| format!("route {prefix}: {e}"))?
         .protocol(RouteProtocol::from(ANCHOR_ROUTE_PROTOCOL))
         .table_id(MAIN_TABLE)
-        .build();
-    match h.route().del(msg).execute().await {
+        .build())
+}
+
+/// Deletes one owned route; absent is fine.
+pub async fn delete_route(h: &Handle, prefix: IpNet) -> Result<(), String> {
+    match h.route().del(delete_message(prefix)?).execute().await {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -ESRCH => Ok(()),
         Err(e) => Err(format!("delete route {prefix}: {e}")),

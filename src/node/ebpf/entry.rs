@@ -14,7 +14,10 @@ use crate::node::kernel::{KernelNextHop, KernelRoute};
 /// Why a route cannot be written to the map.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
-    #[error("route {prefix}: {count} nexthops, the map holds at most {MAX_NEXTHOPS}")]
+    #[error(
+        "route {prefix}: {count} nexthops, the eBPF route map holds at most {MAX_NEXTHOPS} per \
+         prefix; the prefix keeps its previous route"
+    )]
     TooManyNextHops { prefix: IpNet, count: usize },
     #[error(
         "route {prefix}: nexthop device {device} is not a known tunnel or the WireGuard device"
@@ -44,7 +47,7 @@ pub fn merge(
         for old in &prev.nexthops[..n] {
             match active.iter().find(|a| same(a, old)) {
                 Some(a) => slots.push(*a),
-                None if keep(old) && old.protocol != proto::GATEWAY => {
+                None if keep(old) => {
                     let mut down = *old;
                     down.flags &= !flags::HEALTHY;
                     slots.push(down);
@@ -182,9 +185,47 @@ mod tests {
 
     #[test]
     fn too_many_nexthops_is_an_error_naming_the_prefix() {
-        let many: Vec<NextHop> = (0..9).map(|i| nh(i, i as u8)).collect();
-        let e = merge(prefix(), None, &many, 1400, |_| true).unwrap_err();
-        assert!(e.to_string().contains("10.1.0.0/16"), "{e}");
+        let over = MAX_NEXTHOPS + 1;
+        let many: Vec<NextHop> = (0..over).map(|i| nh(i as u32, i as u8)).collect();
+        let full = merge(prefix(), None, &many[..MAX_NEXTHOPS], 1400, |_| true).unwrap();
+        assert_eq!(full.count as usize, MAX_NEXTHOPS);
+        let e = merge(prefix(), Some(&full), &many, 1400, |_| true).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("10.1.0.0/16"), "{text}");
+        assert!(text.contains(&format!("{over} nexthops")), "{text}");
+        assert!(text.contains(&format!("at most {MAX_NEXTHOPS}")), "{text}");
+    }
+
+    #[test]
+    fn unhealthy_slots_give_way_when_the_slots_run_out() {
+        let many: Vec<NextHop> = (0..MAX_NEXTHOPS).map(|i| nh(i as u32, i as u8)).collect();
+        let full = merge(prefix(), None, &many, 1400, |_| true).unwrap();
+        // One down, one new: the new nexthop takes the place of the unhealthy one.
+        let mut now = many[1..].to_vec();
+        now.push(nh(99, 99));
+        let e = merge(prefix(), Some(&full), &now, 1400, |_| true).unwrap();
+        assert_eq!(e.count as usize, MAX_NEXTHOPS);
+        assert!(e.nexthops.iter().all(|s| s.peer_id != 0));
+        assert!(e.nexthops.iter().any(|s| s.peer_id == 99));
+    }
+
+    #[test]
+    fn an_unhealthy_gateway_keeps_its_slot() {
+        let a = nh(1, 1);
+        let mut g = NextHop::EMPTY;
+        g.protocol = proto::GATEWAY;
+        g.flags = flags::HEALTHY;
+        g.ifindex = 3;
+        set_underlay(&mut g, "192.0.2.9".parse().unwrap());
+        let both = merge(prefix(), None, &[a, g], 1400, |_| true).unwrap();
+        let down = merge(prefix(), Some(&both), &[a], 1400, |_| true).unwrap();
+        assert_eq!(down.count, 2);
+        assert_eq!(down.nexthops[1].flags & flags::HEALTHY, 0);
+        let r = to_kernel_route(&both, "unwg0");
+        assert!(
+            r.nexthops
+                .contains(&KernelNextHop::Gateway("192.0.2.9".parse().unwrap()))
+        );
     }
 
     #[test]

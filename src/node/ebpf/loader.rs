@@ -5,14 +5,23 @@
 //! same maps with every entry in them; the filter is replaced in place (same priority and
 //! handle, no detach), so no packet ever meets an anchor without the program. The filter
 //! outlives the agent on purpose; `--cleanup` removes it.
+//!
+//! Upgrade: aya re-uses a pinned map without comparing its layout, and a value of another
+//! size would be misread by both sides. So a pin whose key size, value size, capacity or
+//! type differs from this build's is unpinned first and a fresh map created; the first
+//! pass then rewrites every prefix (packets to remote prefixes are dropped until it has).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aya::EbpfLoader;
+use aya::maps::MapType;
+use aya::maps::lpm_trie::Key;
 use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::{SchedClassifier, TcAttachType};
-use unbounded_net_common::PROGRAM;
+use unbounded_net_common::{
+    COUNTERS, MAX_PREFIXES, PROGRAM, ROUTES_V4, ROUTES_V6, RouteEntry, counter,
+};
 
 use super::EbpfError;
 use super::maps::RouteMaps;
@@ -83,10 +92,83 @@ fn load_error(e: impl std::fmt::Display) -> EbpfError {
     EbpfError::Load(e.to_string())
 }
 
+/// Shape of a map as this build defines it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MapLayout {
+    pub map_type: MapType,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// The layout of each pinned map this build expects, by pin name.
+pub fn expected_layouts() -> [(&'static str, MapLayout); 3] {
+    let size = |n: usize| n as u32;
+    let lpm = |key: usize| MapLayout {
+        map_type: MapType::LpmTrie,
+        key_size: size(key),
+        value_size: size(std::mem::size_of::<RouteEntry>()),
+        max_entries: MAX_PREFIXES,
+    };
+    [
+        (ROUTES_V4, lpm(std::mem::size_of::<Key<[u8; 4]>>())),
+        (ROUTES_V6, lpm(std::mem::size_of::<Key<[u8; 16]>>())),
+        (
+            COUNTERS,
+            MapLayout {
+                map_type: MapType::PerCpuArray,
+                key_size: 4,
+                value_size: 8,
+                max_entries: counter::COUNT,
+            },
+        ),
+    ]
+}
+
+/// Unpins every map under `pin_dir` whose layout is not this build's (see the module
+/// comment); returns the names replaced.
+pub fn unpin_stale_maps(pin_dir: &Path) -> Result<Vec<&'static str>, EbpfError> {
+    let mut stale = Vec::new();
+    for (name, want) in expected_layouts() {
+        let path = pin_dir.join(name);
+        // Absent (first start) is fine; unreadable is not, or we would misread it.
+        let info = match aya::maps::MapInfo::from_pin(&path) {
+            Ok(i) => i,
+            Err(_) if !path.exists() => continue,
+            Err(e) => {
+                return Err(pin_error(
+                    &path,
+                    format!("cannot inspect the pinned map: {e}"),
+                ));
+            }
+        };
+        let have = MapLayout {
+            map_type: info
+                .map_type()
+                .map_err(|e| pin_error(&path, e.to_string()))?,
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: info.max_entries(),
+        };
+        if have != want {
+            tracing::warn!(
+                map = name,
+                ?have,
+                ?want,
+                "pinned map has another layout (an older agent); replacing it, every prefix is rewritten"
+            );
+            std::fs::remove_file(&path).map_err(|e| pin_error(&path, e.to_string()))?;
+            stale.push(name);
+        }
+    }
+    Ok(stale)
+}
+
 /// Loads the program with its maps pinned under `pin_dir` (re-using pins that exist) and
 /// attaches it to `anchor`'s egress. Returns the maps.
 pub fn load_and_attach(anchor: &str, pin_dir: &Path) -> Result<RouteMaps, EbpfError> {
     ensure_pin_dir(pin_dir)?;
+    unpin_stale_maps(pin_dir)?;
     let mut bpf = EbpfLoader::new()
         .default_map_pin_directory(pin_dir)
         .load(unbounded_net_ebpf_object::object())

@@ -12,26 +12,34 @@
 //! - A peer the probes mark unhealthy keeps its slot with the healthy flag cleared (one
 //!   in-place value update per prefix, see [`entry::merge`]); only its flows move.
 //! - Prefixes whose nexthops are all plain gateways (no encapsulation) are ordinary kernel
-//!   routes via those gateways (same protocol number), not map entries.
+//!   routes via those gateways (same protocol number), not map entries. A gateway mixed with
+//!   tunnels is a map slot like the others: the program sends its flows out of the
+//!   gateway's link (`bpf_redirect_neigh`), device and neighbour resolved here the way
+//!   `ip route get` does.
+//! - Gateway and WireGuard slots, like tunnel slots, stay in place (unhealthy) when the
+//!   Reconciler leaves them out; they are reclaimed when the slots run out.
 //! - No healthy nexthop, or no map entry for a packet the kernel routed to the anchor: the
 //!   packet is dropped and counted (`no_healthy`, `misses`); the anchor leads nowhere, so
 //!   passing it on would drop it silently instead.
 //!
 //! The socket and the TC attachment live in the network namespace of the calling thread.
 
+mod batch;
 pub mod devices;
 pub mod entry;
 pub mod export;
 pub mod loader;
 pub mod maps;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use rtnetlink::Handle;
-use unbounded_net_common::{NextHop, flags, proto};
+use unbounded_net_common::{NextHop, RouteEntry, flags, proto};
 
+use self::batch::{RouteWrite, RouteWriter};
 use self::devices::OwnedRoute;
 use self::maps::{Counters, RouteMaps};
 use super::dataplane::{ApplyReport, Dataplane, DataplaneError, OpFailure};
@@ -85,10 +93,21 @@ pub struct EbpfDataplane {
     wireguard_device: String,
     /// Per-peer tunnels of the plan, by the name `render` gives them (bookkeeping only).
     tunnels: BTreeMap<String, TunnelDevice>,
+    /// (protocol, peer id) of every tunnel in `tunnels`: whose slots stay when unhealthy.
+    live_peers: BTreeSet<(u8, u32)>,
+    /// The maps' contents as last read or written, so a write needs no lookup first.
+    entries: BTreeMap<IpNet, RouteEntry>,
+    /// Batched route writes (see [`batch`]).
+    writer: RouteWriter,
+    /// Index of the WireGuard device, looked up once per read.
+    wireguard_index: Option<u32>,
     /// Shared flow-based device per tunnel protocol.
     flow_devices: BTreeMap<u8, u32>,
     /// Owned kernel routes as last read or written.
     routes: BTreeMap<IpNet, OwnedRoute>,
+    /// Underlay gateway → (neighbour the kernel hands its packets to, device); looked up
+    /// once, forgotten after a failed pass or a full read.
+    gateways: BTreeMap<IpAddr, (IpAddr, u32)>,
 }
 
 impl std::fmt::Debug for EbpfDataplane {
@@ -121,14 +140,20 @@ impl EbpfDataplane {
             .await
             .map_err(EbpfError::Netlink)?;
         let maps = loader::load_and_attach(ANCHOR, &cfg.pin_dir)?;
+        let writer = RouteWriter::open().map_err(EbpfError::Netlink)?;
         Ok(EbpfDataplane {
             handle,
             maps,
             anchor,
             wireguard_device: cfg.wireguard_device.clone(),
             tunnels: BTreeMap::new(),
+            live_peers: BTreeSet::new(),
+            entries: BTreeMap::new(),
+            writer,
+            wireguard_index: None,
             flow_devices: BTreeMap::new(),
             routes: BTreeMap::new(),
+            gateways: BTreeMap::new(),
         })
     }
 
@@ -155,41 +180,96 @@ impl EbpfDataplane {
         Ok(i)
     }
 
+    fn add_tunnel(&mut self, t: TunnelDevice) {
+        if let Some(id) = entry::peer_id_of(&t.name) {
+            self.live_peers.insert((protocol_of(t.kind).0, id));
+        }
+        self.tunnels.insert(t.name.clone(), t);
+    }
+
+    fn remove_tunnel(&mut self, name: &str) {
+        if let Some(t) = self.tunnels.remove(name)
+            && let Some(id) = entry::peer_id_of(name)
+        {
+            self.live_peers.remove(&(protocol_of(t.kind).0, id));
+        }
+    }
+
+    /// How the kernel reaches gateway `g`: (neighbour, device), cached.
+    async fn gateway_route(&mut self, g: IpAddr) -> Result<(IpAddr, u32), String> {
+        if let Some(r) = self.gateways.get(&g) {
+            return Ok(*r);
+        }
+        let r = devices::route_to(&self.handle, g).await?;
+        // So the first flows the program sends there need not wait for ARP/ND.
+        if let Err(e) = devices::resolve_neighbour(&self.handle, r.1, r.0).await {
+            tracing::warn!(gateway = %g, error = %e, "cannot start neighbour resolution");
+        }
+        self.gateways.insert(g, r);
+        Ok(r)
+    }
+
     /// The slot a kernel nexthop becomes.
     async fn slot(&mut self, prefix: IpNet, nh: &KernelNextHop) -> Result<NextHop, String> {
         let mut slot = NextHop::EMPTY;
         slot.flags = flags::HEALTHY;
         match nh {
             KernelNextHop::Gateway(g) => {
+                let (via, oif) = self.gateway_route(*g).await?;
+                if oif == self.anchor {
+                    // The gateway lies in a remote prefix: the program would loop.
+                    return Err(format!(
+                        "route {prefix}: gateway {g} is itself routed to {ANCHOR}"
+                    ));
+                }
                 slot.protocol = proto::GATEWAY;
-                entry::set_underlay(&mut slot, *g);
+                slot.ifindex = oif;
+                entry::set_underlay(&mut slot, via);
             }
             KernelNextHop::Device(d) if *d == self.wireguard_device => {
                 slot.protocol = proto::WIREGUARD;
-                slot.ifindex = devices::index_of(&self.handle, d)
-                    .await
-                    .ok_or_else(|| format!("route {prefix}: no WireGuard device {d}"))?;
+                slot.ifindex = match self.wireguard_index {
+                    Some(i) => i,
+                    None => {
+                        let i = devices::index_of(&self.handle, d)
+                            .await
+                            .ok_or_else(|| format!("route {prefix}: no WireGuard device {d}"))?;
+                        self.wireguard_index = Some(i);
+                        i
+                    }
+                };
             }
             KernelNextHop::Device(d) => {
-                let t = self.tunnels.get(d).cloned().ok_or_else(|| {
-                    entry::EntryError::UnknownDevice {
-                        prefix,
-                        device: d.clone(),
-                    }
-                    .to_string()
-                })?;
-                let (protocol, vni) = protocol_of(t.kind);
+                let (kind, remote) =
+                    self.tunnels
+                        .get(d)
+                        .map(|t| (t.kind, t.remote))
+                        .ok_or_else(|| {
+                            entry::EntryError::UnknownDevice {
+                                prefix,
+                                device: d.clone(),
+                            }
+                            .to_string()
+                        })?;
+                let (protocol, vni) = protocol_of(kind);
                 slot.protocol = protocol;
                 slot.vni = vni;
                 slot.peer_id = entry::peer_id_of(d).unwrap_or(0);
                 slot.ifindex = self.flow_device(protocol).await?;
-                entry::set_underlay(&mut slot, t.remote);
+                entry::set_underlay(&mut slot, remote);
             }
         }
         Ok(slot)
     }
 
-    async fn replace_route(&mut self, prefix: IpNet, route: &KernelRoute) -> Result<(), String> {
+    /// Writes the map value of `prefix` now and queues its kernel route in `batch`.
+    async fn replace_route(
+        &mut self,
+        op: usize,
+        prefix: IpNet,
+        route: &KernelRoute,
+        batch: &mut RouteBatch,
+    ) -> Result<(), String> {
         let gateways: Vec<_> = route
             .nexthops
             .iter()
@@ -203,42 +283,72 @@ impl EbpfDataplane {
                 gateways,
                 mtu: route.mtu,
             };
-            devices::replace_route(&self.handle, self.anchor, prefix, &owned).await?;
-            self.routes.insert(prefix, owned);
-            return self.maps.remove(prefix).map_err(|e| e.to_string());
+            let msg = devices::route_message(self.anchor, prefix, &owned)?;
+            // The entry goes only once the route no longer leads to the anchor.
+            batch.push(op, RouteWrite::Replace(prefix, msg), Some(owned), true);
+            return Ok(());
         }
         let mut active = Vec::with_capacity(route.nexthops.len());
         for nh in &route.nexthops {
             active.push(self.slot(prefix, nh).await?);
         }
-        let previous = self.maps.get(prefix).map_err(|e| e.to_string())?;
-        let (tunnels, wg) = (&self.tunnels, proto::WIREGUARD);
+        let live = &self.live_peers;
         let keep = |old: &NextHop| {
-            old.protocol == wg
-                || tunnels.iter().any(|(name, t)| {
-                    protocol_of(t.kind).0 == old.protocol
-                        && entry::peer_id_of(name) == Some(old.peer_id)
-                })
+            matches!(old.protocol, proto::WIREGUARD | proto::GATEWAY)
+                || live.contains(&(old.protocol, old.peer_id))
         };
-        let value = entry::merge(prefix, previous.as_ref(), &active, route.mtu, keep)
+        let value = entry::merge(prefix, self.entries.get(&prefix), &active, route.mtu, keep)
             .map_err(|e| e.to_string())?;
         // Map first, then the route: a packet never reaches the anchor without an entry.
         self.maps
             .insert(prefix, &value)
             .map_err(|e| e.to_string())?;
+        self.entries.insert(prefix, value);
         let want = OwnedRoute::Anchor { mtu: route.mtu };
         if self.routes.get(&prefix) != Some(&want) {
-            devices::replace_route(&self.handle, self.anchor, prefix, &want).await?;
-            self.routes.insert(prefix, want);
+            let msg = devices::route_message(self.anchor, prefix, &want)?;
+            batch.push(op, RouteWrite::Replace(prefix, msg), Some(want), false);
         }
         Ok(())
     }
 
-    async fn delete_route(&mut self, prefix: IpNet) -> Result<(), String> {
-        // Route first: once it is gone no packet looks the entry up.
-        devices::delete_route(&self.handle, prefix).await?;
-        self.routes.remove(&prefix);
-        self.maps.remove(prefix).map_err(|e| e.to_string())
+    /// Queues the deletion of `prefix`'s route; its entry goes once the route is gone (no
+    /// packet looks it up after that).
+    fn delete_route(
+        &mut self,
+        op: usize,
+        prefix: IpNet,
+        batch: &mut RouteBatch,
+    ) -> Result<(), String> {
+        let msg = devices::delete_message(prefix)?;
+        batch.push(op, RouteWrite::Delete(prefix, msg), None, true);
+        Ok(())
+    }
+
+    /// Writes the queued routes in one go, then settles the bookkeeping and map removals
+    /// of those the kernel took; returns the failures by op index.
+    fn flush(&mut self, batch: RouteBatch) -> BTreeMap<usize, String> {
+        let mut failed = self.writer.write(&batch.writes);
+        for (i, after) in batch.after.into_iter().enumerate() {
+            if failed.contains_key(&i) {
+                continue;
+            }
+            let prefix = batch.writes[i].prefix();
+            match after.route {
+                Some(r) => self.routes.insert(prefix, r),
+                None => self.routes.remove(&prefix),
+            };
+            if after.unmap {
+                self.entries.remove(&prefix);
+                if let Err(e) = self.maps.remove(prefix) {
+                    failed.insert(i, e.to_string());
+                }
+            }
+        }
+        failed
+            .into_iter()
+            .map(|(i, message)| (batch.ops[i], message))
+            .collect()
     }
 
     /// Removes every owned route, the program, its pins and the devices; carries on past
@@ -286,6 +396,31 @@ async fn remove_owned(handle: &Handle, pin_dir: &Path) -> Vec<String> {
     errors
 }
 
+/// Route writes an apply collects for one [`RouteWriter::write`], with what to do once
+/// each one succeeded.
+#[derive(Default)]
+struct RouteBatch {
+    writes: Vec<RouteWrite>,
+    /// The op each write belongs to.
+    ops: Vec<usize>,
+    after: Vec<AfterWrite>,
+}
+
+struct AfterWrite {
+    /// The owned route now in the kernel (`None`: deleted).
+    route: Option<OwnedRoute>,
+    /// Remove the prefix's map entry (its route no longer leads to the anchor).
+    unmap: bool,
+}
+
+impl RouteBatch {
+    fn push(&mut self, op: usize, write: RouteWrite, route: Option<OwnedRoute>, unmap: bool) {
+        self.writes.push(write);
+        self.ops.push(op);
+        self.after.push(AfterWrite { route, unmap });
+    }
+}
+
 fn read_error(message: impl ToString) -> DataplaneError {
     DataplaneError::Read {
         what: "eBPF route maps",
@@ -294,11 +429,35 @@ fn read_error(message: impl ToString) -> DataplaneError {
 }
 
 impl Dataplane for EbpfDataplane {
+    /// Gateways off the connected subnets become the neighbour the kernel uses for them (as
+    /// in the netlink dataplane), so kernel routes and map slots name an on-link address.
+    async fn resolve_gateways(&mut self, state: &mut KernelState) {
+        for route in state.routes.values_mut() {
+            for hop in route.nexthops.iter_mut() {
+                let KernelNextHop::Gateway(g) = hop else {
+                    continue;
+                };
+                // Unreachable: left as it is, and the route write reports it.
+                if let Ok((via, _)) = self.gateway_route(*g).await {
+                    *hop = KernelNextHop::Gateway(via);
+                }
+            }
+            route.nexthops.sort();
+            route.nexthops.dedup();
+        }
+    }
+
+    fn forget(&mut self) {
+        self.gateways.clear();
+        self.wireguard_index = None;
+    }
+
     async fn read(&mut self) -> Result<KernelState, DataplaneError> {
+        self.forget();
         let routes = devices::read_routes(&self.handle, self.anchor)
             .await
             .map_err(read_error)?;
-        let entries = self.maps.entries().map_err(read_error)?;
+        let mut entries = self.maps.entries().map_err(read_error)?;
         let mut state = KernelState {
             tunnels: self.tunnels.clone(),
             ..Default::default()
@@ -330,24 +489,30 @@ impl Dataplane for EbpfDataplane {
         }
         // Entries without an anchor route are unreachable (a crash between the map write
         // and the route, or a prefix dropped while the agent was down): remove them.
-        for prefix in entries.keys() {
-            if !matches!(routes.get(prefix), Some(OwnedRoute::Anchor { .. })) {
-                self.maps.remove(*prefix).map_err(read_error)?;
-            }
+        let orphans: Vec<IpNet> = entries
+            .keys()
+            .filter(|p| !matches!(routes.get(p), Some(OwnedRoute::Anchor { .. })))
+            .copied()
+            .collect();
+        for prefix in orphans {
+            self.maps.remove(prefix).map_err(read_error)?;
+            entries.remove(&prefix);
         }
+        self.entries = entries;
         self.routes = routes;
         Ok(state)
     }
 
     async fn apply(&mut self, ops: &[KernelOp]) -> Result<ApplyReport, DataplaneError> {
-        let mut report = ApplyReport::default();
-        for op in ops {
+        let mut batch = RouteBatch::default();
+        let mut results = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
             let result = match op {
                 KernelOp::AddTunnel(t) => {
                     let (protocol, _) = protocol_of(t.kind);
                     match self.flow_device(protocol).await {
                         Ok(_) => {
-                            self.tunnels.insert(t.name.clone(), t.clone());
+                            self.add_tunnel(t.clone());
                             Ok(())
                         }
                         Err(e) => Err(format!("peer tunnel {}: {e}", t.name)),
@@ -361,15 +526,24 @@ impl Dataplane for EbpfDataplane {
                     Ok(())
                 }
                 KernelOp::DeleteTunnel(name) => {
-                    self.tunnels.remove(name);
+                    self.remove_tunnel(name);
                     Ok(())
                 }
                 KernelOp::ReplaceRoute { prefix, route } => {
-                    self.replace_route(*prefix, route).await
+                    self.replace_route(i, *prefix, route, &mut batch).await
                 }
-                KernelOp::DeleteRoute(prefix) => self.delete_route(*prefix).await,
+                KernelOp::DeleteRoute(prefix) => self.delete_route(i, *prefix, &mut batch),
             };
-            report.messages += 1;
+            results.push(result);
+        }
+        for (i, message) in self.flush(batch) {
+            results[i] = Err(message);
+        }
+        let mut report = ApplyReport {
+            messages: ops.len(),
+            ..Default::default()
+        };
+        for (op, result) in ops.iter().zip(results) {
             match result {
                 Ok(()) => report.applied += 1,
                 Err(message) => report.failures.push(OpFailure {
