@@ -7,7 +7,7 @@
 //! judged at the same time, each on its own thread, so a slow one never delays another.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use unbounded_scenario::Expectation;
@@ -56,65 +56,125 @@ pub fn run(lab: &mut Lab) -> Vec<CheckResult> {
     // that hold from the start), so slow checks do not eat into a fault's settling time.
     let t0 = Instant::now();
     let mut state = events::EventState::default();
-    for ev in &lab.scenario.timeline.clone() {
-        if let Some(wait) = (t0 + ev.at.as_std()).checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let label = ev.label();
-        let tied: Vec<(usize, &Expectation)> = expectations
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.after() == Some(label.as_str()) || e.after() == ev.name.as_deref())
-            .collect();
-        let mut row = CheckResult::new(format!("event {label}"), "event");
-        let acted = match events::apply(lab, &mut state, ev.name.as_deref(), &ev.event) {
-            Ok(a) => a,
-            Err(e) => {
-                row.summary = e.to_string();
-                results.push(row);
-                results.extend(tied.iter().map(|(i, e)| never_fired(*i, e, &label)));
-                continue;
+    let timeline = lab.scenario.timeline.clone();
+    let flowing = &streams;
+    // Flow checks (failover, uninterrupted) read only the streams' timestamps, so they run
+    // on past the next event, which then happens on time as in the simulator; the checks
+    // that probe the lab (connectivity, path) hold the next event until they are decided.
+    results.extend(std::thread::scope(|flows| {
+        let mut slots: Vec<Slot<'_>> = Vec::new();
+        for ev in &timeline {
+            let due = t0 + ev.at.as_std();
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
             }
-        };
-        let acted_out = Instant::now();
-        let anchor = Anchor {
-            at: acted.at,
-            what: ev.name.clone().unwrap_or_else(|| label.clone()),
-        };
-        let lab: &Lab = lab;
-        let done: OnceLock<Completion> = OnceLock::new();
-        // The checks start at once (their deadlines run from `acted.at`); the completion is
-        // watched meanwhile, for the `uninterrupted` windows that end with it.
-        let (completion, tied_results) = std::thread::scope(|s| {
-            let checks = s.spawn(|| {
-                together(&tied, |i, e| {
-                    anchored(lab, i, e, &streams, &anchor, &done)
+            let label = ev.label();
+            let tied: Vec<(usize, &Expectation)> = expectations
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    e.after() == Some(label.as_str()) || e.after() == ev.name.as_deref()
                 })
+                .collect();
+            let mut row = CheckResult::new(format!("event {label}"), "event");
+            let acted = match events::apply(lab, &mut state, ev.name.as_deref(), &ev.event) {
+                Ok(a) => a,
+                Err(e) => {
+                    row.summary = e.to_string();
+                    slots.push(Slot::Done(row));
+                    slots.extend(
+                        tied.iter()
+                            .map(|(i, e)| Slot::Done(never_fired(*i, e, &label))),
+                    );
+                    continue;
+                }
+            };
+            let acted_out = Instant::now();
+            let anchor = Anchor {
+                at: acted.at,
+                what: ev.name.clone().unwrap_or_else(|| label.clone()),
+            };
+            let done: Arc<OnceLock<Completion>> = Arc::new(OnceLock::new());
+            let row_slot = slots.len();
+            slots.push(Slot::Done(CheckResult::new("", "")));
+            let mut probing: Vec<(usize, &Expectation)> = Vec::new();
+            let mut probing_slots = Vec::new();
+            for &(i, e) in &tied {
+                if matches!(e, Expectation::Failover(_) | Expectation::Uninterrupted(_)) {
+                    eprintln!("[check] {} …", e.label(i));
+                    let p = e.flow().map_or(0.0, |f| continuous::random_loss(lab, f));
+                    let (anchor, done) = (anchor.clone(), done.clone());
+                    slots.push(Slot::Running(flows.spawn(move || {
+                        flow_check(i, e, flowing, &anchor, &done, p)
+                    })));
+                } else {
+                    probing.push((i, e));
+                    probing_slots.push(slots.len());
+                    slots.push(Slot::Done(CheckResult::new("", "")));
+                }
+            }
+            let lab: &Lab = lab;
+            // The checks start at once (their deadlines run from `acted.at`); the completion
+            // is watched meanwhile, for the `uninterrupted` windows that end with it.
+            let (completion, probed) = std::thread::scope(|s| {
+                let checks = s.spawn(|| {
+                    together(&probing, |i, e| anchored(lab, i, e, &anchor))
+                });
+                let c = events::completion(lab, &acted, acted_out);
+                let _ = done.set(c.clone());
+                (c, checks.join().expect("event checks"))
             });
-            let c = events::completion(lab, &acted, acted_out);
-            let _ = done.set(c.clone());
-            (c, checks.join().expect("event checks"))
-        });
-        row.passed = completion.ok;
-        row.figure("at_ms", acted.at.duration_since(t0).as_millis() as u64);
-        row.figure(
-            "completed_ms",
-            anchor.offset(completion.at).as_millis() as u64,
-        );
-        row.summary = format!(
-            "at {:.1} s: {}; {} at {}",
-            acted.at.duration_since(t0).as_secs_f64(),
-            acted.what,
-            completion.what,
-            anchor.show(completion.at)
-        );
-        results.push(row);
-        results.extend(tied_results);
-    }
+            for (slot, r) in probing_slots.into_iter().zip(probed) {
+                slots[slot] = Slot::Done(r);
+            }
+            row.passed = completion.ok;
+            let at = acted.at.duration_since(t0);
+            row.figure("at_ms", at.as_millis() as u64);
+            row.figure(
+                "completed_ms",
+                anchor.offset(completion.at).as_millis() as u64,
+            );
+            let late = acted.at.saturating_duration_since(due);
+            row.summary = format!(
+                "at {:.1} s{}: {}; {} at {}",
+                at.as_secs_f64(),
+                if late > Duration::from_millis(200) {
+                    format!(" (due {:.1} s)", ev.at.as_std().as_secs_f64())
+                } else {
+                    String::new()
+                },
+                acted.what,
+                completion.what,
+                anchor.show(completion.at)
+            );
+            slots[row_slot] = Slot::Done(row);
+        }
+        slots
+            .into_iter()
+            .map(|s| match s {
+                Slot::Done(r) => r,
+                Slot::Running(h) => {
+                    let r = h.join().expect("flow check");
+                    eprintln!(
+                        "[check] {}: {}",
+                        r.expectation,
+                        if r.passed { "pass" } else { "FAIL" }
+                    );
+                    r
+                }
+            })
+            .collect::<Vec<_>>()
+    }));
     for (_, s) in streams {
         s.stop();
     }
     results
+}
+
+/// A result in table order: decided, or a flow check still watching its stream.
+enum Slot<'scope> {
+    Done(CheckResult),
+    Running(std::thread::ScopedJoinHandle<'scope, CheckResult>),
 }
 
 /// Judges `jobs` at the same time, one thread each; results in `jobs`' order.
@@ -154,31 +214,39 @@ fn never_fired(i: usize, e: &Expectation, event: &str) -> CheckResult {
     r
 }
 
-fn anchored(
-    lab: &Lab,
+/// A check tied to an event that probes the lab.
+fn anchored(lab: &Lab, i: usize, e: &Expectation, anchor: &Anchor) -> Option<CheckResult> {
+    let label = e.label(i);
+    match e {
+        Expectation::Connectivity(c) => Some(checks::connectivity::check(lab, &label, c, anchor)),
+        Expectation::Path(p) => Some(checks::path::check(lab, &label, p, anchor)),
+        _ => None,
+    }
+}
+
+/// A check tied to an event that reads a continuous flow's timestamps.
+fn flow_check(
     i: usize,
     e: &Expectation,
     streams: &BTreeMap<String, Stream>,
     anchor: &Anchor,
     done: &OnceLock<Completion>,
-) -> Option<CheckResult> {
+    random_loss: f64,
+) -> CheckResult {
     let label = e.label(i);
-    let no_stream = |kind: &str, flow: &str| {
-        let mut r = CheckResult::new(&label, kind);
-        r.summary = format!("flow {flow} has no running stream (it needs a `rate`)");
-        r
-    };
-    Some(match e {
-        Expectation::Connectivity(c) => checks::connectivity::check(lab, &label, c, anchor),
-        Expectation::Path(p) => checks::path::check(lab, &label, p, anchor),
-        Expectation::Failover(f) => match streams.get(&f.flow) {
-            Some(s) => continuous::failover(&label, f, s, anchor),
-            None => no_stream("failover", &f.flow),
-        },
-        Expectation::Uninterrupted(u) => match streams.get(&u.flow) {
-            Some(s) => continuous::uninterrupted(lab, &label, u, s, anchor, done),
-            None => no_stream("uninterrupted", &u.flow),
-        },
-        Expectation::NoPlaintext(_) | Expectation::PathMtu(_) => return None,
-    })
+    let stream = e.flow().and_then(|f| streams.get(f));
+    match (e, stream) {
+        (Expectation::Failover(f), Some(s)) => continuous::failover(&label, f, s, anchor),
+        (Expectation::Uninterrupted(_), Some(s)) => {
+            continuous::uninterrupted(&label, s, anchor, done, random_loss)
+        }
+        _ => {
+            let mut r = CheckResult::new(&label, e.key());
+            r.summary = format!(
+                "flow {} has no running stream (it needs a `rate`)",
+                e.flow().unwrap_or_default()
+            );
+            r
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use unbounded_scenario::{Failover, Flow, FlowProtocol, Uninterrupted};
+use unbounded_scenario::{Failover, Flow, FlowProtocol};
 
 use crate::checks::Anchor;
 use crate::events::Completion;
@@ -107,7 +107,7 @@ pub fn start_all(lab: &Lab) -> (BTreeMap<String, Stream>, Vec<CheckResult>) {
 
 /// The probability that the scenario's lossy links drop a datagram of `flow`: links touching
 /// the source's or the destination's site, combined.
-fn random_loss(lab: &Lab, flow: &str) -> f64 {
+pub fn random_loss(lab: &Lab, flow: &str) -> f64 {
     let topo = &lab.scenario.topology;
     let Some(f) = lab.scenario.flows.iter().find(|f| f.name == flow) else {
         return 0.0;
@@ -210,12 +210,11 @@ pub fn failover(label: &str, f: &Failover, stream: &Stream, anchor: &Anchor) -> 
 /// from the event until its completion — the restarted agent ready again, or the event
 /// acted out — with at least [`MIN_WINDOW`] watched.
 pub fn uninterrupted(
-    lab: &Lab,
     label: &str,
-    u: &Uninterrupted,
     stream: &Stream,
     anchor: &Anchor,
     done: &OnceLock<Completion>,
+    random_loss: f64,
 ) -> CheckResult {
     let mut r = CheckResult::new(label, "uninterrupted");
     let completion = loop {
@@ -240,7 +239,7 @@ pub fn uninterrupted(
     match stream {
         Stream::Udp(s) => {
             let l = judge::losses(&s.datagrams(), event, until);
-            let p = random_loss(lab, &u.flow);
+            let p = random_loss;
             r.figure("lost", l.lost);
             r.passed = completion.ok && judge::udp_uninterrupted(&l, p);
             r.summary = format!(
