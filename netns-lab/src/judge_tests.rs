@@ -56,7 +56,10 @@ fn recovery_is_measured_from_the_event_not_the_gap_start() {
     assert_eq!(r.restored_after, Some(ms(240)));
     assert!(r.flowing);
     assert!(r.passes(ms(1000)));
-    assert!(!r.passes(ms(200)), "restored 240 ms after the event misses a 200 ms limit");
+    assert!(
+        !r.passes(ms(200)),
+        "restored 240 ms after the event misses a 200 ms limit"
+    );
 }
 
 #[test]
@@ -112,7 +115,10 @@ fn isolated_random_losses_pass_only_on_lossy_links_and_within_budget() {
     let d = stream(1000, &[100, 500]);
     let l = losses(&d, ms(0), ms(10_000));
     assert_eq!((l.lost, l.longest_run), (2, 1));
-    assert!(!udp_uninterrupted(&l, 0.0), "loss-free links: any loss fails");
+    assert!(
+        !udp_uninterrupted(&l, 0.0),
+        "loss-free links: any loss fails"
+    );
     // 0.1% of 1000 → 1 expected, budget 3 × 1 + 1 = 4.
     assert_eq!(random_loss_budget(0.001, 1000), 4);
     assert!(udp_uninterrupted(&l, 0.001));

@@ -141,7 +141,11 @@ fn receive(listener: TcpListener, stop: &AtomicBool, log: &Mutex<Log>, epoch: In
             match conn.read(&mut buf[have..]) {
                 Ok(0) if stop.load(Ordering::Relaxed) => break,
                 Ok(0) => {
-                    note(log, epoch, "receiver: connection closed by the sender".into());
+                    note(
+                        log,
+                        epoch,
+                        "receiver: connection closed by the sender".into(),
+                    );
                     break;
                 }
                 Ok(n) => {

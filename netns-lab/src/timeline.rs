@@ -104,9 +104,9 @@ pub fn run(lab: &mut Lab) -> Vec<CheckResult> {
                     eprintln!("[check] {} …", e.label(i));
                     let p = e.flow().map_or(0.0, |f| continuous::random_loss(lab, f));
                     let (anchor, done) = (anchor.clone(), done.clone());
-                    slots.push(Slot::Running(flows.spawn(move || {
-                        flow_check(i, e, flowing, &anchor, &done, p)
-                    })));
+                    slots.push(Slot::Running(
+                        flows.spawn(move || flow_check(i, e, flowing, &anchor, &done, p)),
+                    ));
                 } else {
                     probing.push((i, e));
                     probing_slots.push(slots.len());
@@ -117,9 +117,7 @@ pub fn run(lab: &mut Lab) -> Vec<CheckResult> {
             // The checks start at once (their deadlines run from `acted.at`); the completion
             // is watched meanwhile, for the `uninterrupted` windows that end with it.
             let (completion, probed) = std::thread::scope(|s| {
-                let checks = s.spawn(|| {
-                    together(&probing, |i, e| anchored(lab, i, e, &anchor))
-                });
+                let checks = s.spawn(|| together(&probing, |i, e| anchored(lab, i, e, &anchor)));
                 let c = events::completion(lab, &acted, acted_out);
                 let _ = done.set(c.clone());
                 (c, checks.join().expect("event checks"))

@@ -146,7 +146,11 @@ pub fn check(lab: &Lab, label: &str, c: &Connectivity, anchor: &Anchor) -> Check
     } else {
         format!(
             "{total} pod pairs unreachable as expected: {}; {when} (limit {:.1} s)",
-            if problems.is_empty() { "all" } else { "not all" },
+            if problems.is_empty() {
+                "all"
+            } else {
+                "not all"
+            },
             within.as_secs_f64()
         )
     };

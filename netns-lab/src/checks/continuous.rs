@@ -292,7 +292,8 @@ pub fn uninterrupted(
         }
     }
     if !completion.ok {
-        r.details.insert(0, format!("the event never completed: {}", completion.what));
+        r.details
+            .insert(0, format!("the event never completed: {}", completion.what));
     }
     r
 }

@@ -50,12 +50,7 @@ impl Anchor {
 }
 
 /// One expectation that does not depend on the timeline, its deadline counted from `start`.
-pub fn run_static(
-    lab: &Lab,
-    index: usize,
-    e: &Expectation,
-    start: &Anchor,
-) -> Option<CheckResult> {
+pub fn run_static(lab: &Lab, index: usize, e: &Expectation, start: &Anchor) -> Option<CheckResult> {
     let label = e.label(index);
     Some(match e {
         Expectation::Connectivity(c) if c.after.is_none() => {
