@@ -5,12 +5,15 @@
 //! replica holding the Lease.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
 
 use unbounded_scenario::{Event, GatewayTarget};
 
 use crate::capture::{Capture, Wire};
 use crate::cmd;
+use crate::control::AGENT_METRICS;
 use crate::lab::{Lab, LabError};
 use crate::registry;
 
@@ -96,36 +99,149 @@ fn resolve_target(lab: &Lab, state: &EventState, t: &GatewayTarget) -> Result<St
     }
 }
 
+/// An event as the lab acted it out.
+#[derive(Clone, Debug)]
+pub struct Acted {
+    /// The instant of the fault or change itself (after any look-up such as finding the
+    /// carrying gateway): deadlines tied to the event count from here.
+    pub at: Instant,
+    /// What was done, for the result table.
+    pub what: String,
+    /// A node whose agent the event (re)started: the event is complete when it is ready.
+    pub restarted: Option<String>,
+}
+
+impl Acted {
+    fn now(what: String, at: Instant) -> Acted {
+        Acted {
+            at,
+            what,
+            restarted: None,
+        }
+    }
+}
+
+/// When an event's effect was complete.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub at: Instant,
+    /// What completion means for this event (`agent ready`, `acted out`).
+    pub what: String,
+    /// false: it never completed (the restarted agent never became ready).
+    pub ok: bool,
+}
+
+/// How long a restarted agent may take to report ready again.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for the event's completion: a restarted agent answering `/readyz` with 200 again
+/// (a reconcile pass without failures); any other event is complete once acted out (a
+/// leader loss returns when the other replica holds the Lease, a join once converged).
+pub fn completion(lab: &Lab, acted: &Acted, acted_out: Instant) -> Completion {
+    let Some(node) = &acted.restarted else {
+        return Completion {
+            at: acted_out,
+            what: "acted out".into(),
+            ok: true,
+        };
+    };
+    let Some(ns) = lab.node_netns(node) else {
+        return Completion {
+            at: Instant::now(),
+            what: format!("{node} has no namespace"),
+            ok: false,
+        };
+    };
+    let deadline = acted.at + READY_TIMEOUT;
+    loop {
+        if agent_ready(&ns, AGENT_METRICS) {
+            return Completion {
+                at: Instant::now(),
+                what: format!("{node} agent ready"),
+                ok: true,
+            };
+        }
+        if Instant::now() > deadline {
+            return Completion {
+                at: Instant::now(),
+                what: format!(
+                    "{node} agent NOT ready {} s after the event",
+                    READY_TIMEOUT.as_secs()
+                ),
+                ok: false,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True when the agent in `netns` answers `GET /readyz` with 200.
+// The lab's own probe (`control::ready::agent_ready`) is private to `control`; this is the
+// same request, kept here until that one is shared.
+fn agent_ready(netns: &str, addr: SocketAddr) -> bool {
+    crate::netns::run_in(netns, move || {
+        let t = Duration::from_millis(500);
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, t) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(t));
+        if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut head = [0u8; 32];
+        let n = s.read(&mut head).unwrap_or(0);
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200")
+    })
+    .unwrap_or(false)
+}
+
 /// Applies one event. Events the lab cannot act out yet are errors, never skipped silently.
 pub fn apply(
     lab: &mut Lab,
     state: &mut EventState,
     name: Option<&str>,
     event: &Event,
-) -> Result<String, LabError> {
+) -> Result<Acted, LabError> {
+    let at = Instant::now();
     match event {
         Event::GatewayCrash(target) => {
             let node = &resolve_target(lab, state, target)?;
             if let Some(n) = name {
                 state.crashed_by.insert(n.to_string(), node.clone());
             }
+            let at = Instant::now();
             lab.kill_machine(node)?;
-            Ok(format!("{node}: agent and daemons killed, eth0 down"))
+            Ok(Acted::now(
+                format!("{node}: agent and daemons killed, eth0 down"),
+                at,
+            ))
         }
         Event::GatewayRestart(target) => {
             let node = &resolve_target(lab, state, target)?;
+            let at = Instant::now();
             lab.boot_machine(node)?;
-            Ok(format!("{node}: eth0 up, agent started"))
+            Ok(Acted {
+                at,
+                what: format!("{node}: eth0 up, agent started"),
+                restarted: Some(node.clone()),
+            })
         }
         Event::AgentRestart(node) => {
             lab.stop_agent(node)?;
             lab.start_agent(node)?;
-            Ok(format!("{node}: agent stopped and started again"))
+            Ok(Acted {
+                at,
+                what: format!("{node}: agent stopped and started again"),
+                restarted: Some(node.clone()),
+            })
         }
         Event::NodeLeave(node) => {
             lab.leave_node(node)?;
-            Ok(format!(
-                "{node}: Node deleted, machine gone, the others converged"
+            Ok(Acted::now(
+                format!("{node}: Node deleted, machine gone, the others converged"),
+                at,
             ))
         }
         Event::LinkCut(link) | Event::LinkHeal(link) => {
@@ -162,13 +278,16 @@ pub fn apply(
             if touched == 0 {
                 return Err(unknown(link));
             }
-            Ok(format!("link {link} {state}"))
+            Ok(Acted::now(format!("link {link} {state}"), at))
         }
         Event::NodeJoin(node) => {
             lab.join_node(node)?;
-            Ok(format!("{node}: joined (key, plan, agent, pod)"))
+            Ok(Acted::now(
+                format!("{node}: joined (key, plan, agent, pod)"),
+                at,
+            ))
         }
-        Event::ControllerLeaderLoss => Ok(lab.cp().leader_loss()?),
+        Event::ControllerLeaderLoss => Ok(Acted::now(lab.cp().leader_loss()?, at)),
         Event::Partition(_) | Event::PartitionHeal(_) => Err(LabError::Io(format!(
             "timeline event `{}` is not acted out by the netns lab: a partition must cut the \
              listed groups (and the API server) apart on every path, underlay and management \

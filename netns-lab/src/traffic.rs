@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::judge::Datagram;
 use crate::netns::{self, NetnsError};
 
 /// Port of every pod's TCP echo responder.
@@ -80,33 +81,16 @@ pub fn tcp_exchange(src_netns: &str, dst: Ipv4Addr, timeout: Duration) -> Result
 }
 
 /// A paced UDP stream from one pod to another. Each datagram carries its sequence number;
-/// the receiver stamps arrivals with a monotonic clock shared with the event runner.
+/// the sender stamps each send and the receiver each arrival with a monotonic clock shared
+/// with the event runner (offsets from the stream's epoch).
 pub struct UdpStream {
     stop: Arc<AtomicBool>,
     pub epoch: Instant,
     arrivals: Arc<Mutex<Vec<(u64, Duration)>>>,
-    sent: Arc<Mutex<u64>>,
+    /// Send time of each sequence number.
+    sent: Arc<Mutex<Vec<Duration>>>,
     sender: Option<std::thread::JoinHandle<Result<(), NetnsError>>>,
     receiver: Option<std::thread::JoinHandle<Result<(), NetnsError>>>,
-}
-
-/// What a stream saw after some instant.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct StreamStats {
-    pub sent: u64,
-    pub received: u64,
-    /// Sequence numbers sent after the instant and never received.
-    pub lost_after: u64,
-    /// The first few lost sequence numbers' send times, relative to the instant (to tell
-    /// what a loss lines up with).
-    pub lost_at: Vec<Duration>,
-    /// The most consecutive sequence numbers lost (an outage loses a run; random link loss
-    /// loses isolated datagrams).
-    pub longest_loss_run: u64,
-    /// Datagrams sent in the window (settled ones).
-    pub expected: u64,
-    /// Longest time between two consecutive arrivals after the instant.
-    pub max_gap_ms: f64,
 }
 
 impl UdpStream {
@@ -120,7 +104,7 @@ impl UdpStream {
         let epoch = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let arrivals = Arc::new(Mutex::new(Vec::new()));
-        let sent = Arc::new(Mutex::new(0u64));
+        let sent = Arc::new(Mutex::new(Vec::new()));
         let sock = netns::run_in(dst_netns, move || {
             UdpSocket::bind(SocketAddr::from((dst, port)))
         })?
@@ -142,7 +126,7 @@ impl UdpStream {
             }
             Ok(())
         });
-        let (flag, count) = (stop.clone(), sent.clone());
+        let (flag, log) = (stop.clone(), sent.clone());
         let interval = Duration::from_secs_f64(1.0 / rate_pps.max(1) as f64);
         let sender = netns::spawn_in(src_netns, move || {
             let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
@@ -158,9 +142,10 @@ impl UdpStream {
                 }
                 let mut payload = [0u8; 32];
                 payload[..8].copy_from_slice(&seq.to_be_bytes());
+                let at = epoch.elapsed();
                 let _ = s.send_to(&payload, (dst, port));
+                log.lock().expect("sent").push(at);
                 seq += 1;
-                *count.lock().expect("count") = seq;
             }
         });
         Ok(UdpStream {
@@ -173,71 +158,36 @@ impl UdpStream {
         })
     }
 
-    /// Time since the stream's epoch (to anchor events).
-    pub fn now(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-
     pub fn received(&self) -> u64 {
         self.arrivals.lock().expect("arrivals").len() as u64
     }
 
-    /// Statistics for arrivals from `from` (relative to the epoch) up to now.
-    pub fn stats_since(&self, from: Duration, rate_pps: u32) -> StreamStats {
-        let arrivals = self.arrivals.lock().expect("arrivals").clone();
-        let sent = *self.sent.lock().expect("sent");
-        // Sequence numbers sent after `from` (the sender is paced from the epoch).
-        let first_seq = (from.as_secs_f64() * rate_pps as f64) as u64;
-        let mut got: Vec<u64> = arrivals
+    /// Arrival times, sorted.
+    pub fn arrivals(&self) -> Vec<Duration> {
+        let mut t: Vec<Duration> = self
+            .arrivals
+            .lock()
+            .expect("arrivals")
             .iter()
-            .map(|a| a.0)
-            .filter(|s| *s >= first_seq)
+            .map(|a| a.1)
             .collect();
-        got.sort_unstable();
-        got.dedup();
-        // The last 200 ms of sequence numbers may still be in flight.
-        let settled = sent.saturating_sub(rate_pps as u64 / 5);
-        let expected = settled.saturating_sub(first_seq);
-        let lost = expected.saturating_sub(got.iter().filter(|s| **s < settled).count() as u64);
-        let lost_at: Vec<Duration> = (first_seq..settled)
-            .filter(|s| got.binary_search(s).is_err())
-            .take(5)
-            .map(|s| {
-                Duration::from_secs_f64(s as f64 / rate_pps.max(1) as f64).saturating_sub(from)
-            })
-            .collect();
-        let mut longest_loss_run = 0u64;
-        let mut run = 0u64;
-        for seq in first_seq..settled {
-            if got.binary_search(&seq).is_err() {
-                run += 1;
-                longest_loss_run = longest_loss_run.max(run);
-            } else {
-                run = 0;
+        t.sort_unstable();
+        t
+    }
+
+    /// Every datagram sent so far, in sequence order, with its arrival if it came.
+    pub fn datagrams(&self) -> Vec<Datagram> {
+        let sent = self.sent.lock().expect("sent").clone();
+        let mut received: Vec<Option<Duration>> = vec![None; sent.len()];
+        for (seq, at) in self.arrivals.lock().expect("arrivals").iter() {
+            if let Some(r) = received.get_mut(*seq as usize) {
+                r.get_or_insert(*at);
             }
         }
-        let mut times: Vec<Duration> = arrivals.iter().map(|a| a.1).collect();
-        times.sort();
-        // The gap that spans `from` counts: the last arrival before it starts the outage.
-        let start_idx = times.iter().rposition(|t| *t < from).unwrap_or(0);
-        let mut max_gap = times[start_idx.min(times.len().saturating_sub(1))..]
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap_or_default();
-        // A stream that stopped and never came back: the gap runs until now.
-        if let Some(last) = times.last() {
-            max_gap = max_gap.max(self.epoch.elapsed().saturating_sub(*last));
-        }
-        StreamStats {
-            sent,
-            received: arrivals.len() as u64,
-            lost_after: lost,
-            lost_at,
-            longest_loss_run,
-            expected,
-            max_gap_ms: max_gap.as_secs_f64() * 1000.0,
-        }
+        sent.into_iter()
+            .zip(received)
+            .map(|(sent, received)| Datagram { sent, received })
+            .collect()
     }
 
     pub fn stop(mut self) {

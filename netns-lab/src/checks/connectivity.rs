@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use unbounded_scenario::{Connectivity, Members};
 
+use crate::checks::Anchor;
 use crate::checks::ping::{PingOpts, ping};
 use crate::lab::Lab;
 use crate::report::CheckResult;
@@ -37,11 +38,45 @@ pub fn probe_pair(lab: &Lab, from: &str, to: &str) -> Result<(), String> {
     tcp_exchange(&src.netns, dst.ip, Duration::from_secs(2)).map_err(|e| format!("tcp: {e}"))
 }
 
-pub fn check(lab: &Lab, label: &str, c: &Connectivity) -> CheckResult {
+/// Pairs probed at once: enough that a round fits a sub-second deadline, few enough that
+/// the `ping` processes do not swamp a small machine.
+const PROBES_AT_ONCE: usize = 8;
+
+/// One pair's probe: when it began and ended, and its outcome.
+type Probe = (Instant, Instant, Result<(), String>);
+
+/// Probes every pair, several at a time.
+fn probe_round(lab: &Lab, pairs: &[(String, String)]) -> Vec<Probe> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(PROBES_AT_ONCE) {
+        std::thread::scope(|s| {
+            let running: Vec<_> = chunk
+                .iter()
+                .map(|(f, t)| {
+                    s.spawn(move || {
+                        let began = Instant::now();
+                        let outcome = probe_pair(lab, f, t);
+                        (began, Instant::now(), outcome)
+                    })
+                })
+                .collect();
+            for h in running {
+                out.push(h.join().expect("probe thread"));
+            }
+        });
+    }
+    out
+}
+
+/// As the simulator judges it: met at the first instant every pair is as expected, and
+/// that instant must be by the anchor plus `within`. Reachable pairs are proven once each
+/// (when the probe that proved the last one ended); unreachable ones must all fail in one
+/// round (its start counts: that is when the unanswered probes were sent).
+pub fn check(lab: &Lab, label: &str, c: &Connectivity, anchor: &Anchor) -> CheckResult {
     let mut r = CheckResult::new(label, "connectivity");
     let froms = resolve(lab, &c.from);
     let tos = resolve(lab, &c.to);
-    let mut pending: Vec<(String, String)> = froms
+    let all: Vec<(String, String)> = froms
         .iter()
         .flat_map(|f| {
             tos.iter()
@@ -49,57 +84,76 @@ pub fn check(lab: &Lab, label: &str, c: &Connectivity) -> CheckResult {
                 .map(move |t| (f.clone(), t.clone()))
         })
         .collect();
-    let total = pending.len();
-    let start = Instant::now();
-    let deadline = start + c.within.as_std();
-    let mut last_err = Vec::new();
+    let total = all.len();
+    let within = c.within.as_std();
+    let deadline = anchor.at + within;
+    let mut pending = all.clone();
+    let mut met: Option<Instant> = None;
+    let mut problems = Vec::new();
     loop {
-        last_err.clear();
-        // `pending` keeps the pairs still to be proven reachable, or (for `reachable: false`)
-        // the pairs that are correctly unreachable.
-        pending.retain(|(f, t)| match probe_pair(lab, f, t) {
-            Ok(()) => !c.reachable,
-            Err(e) => {
-                if c.reachable {
-                    last_err.push(format!("{f} -> {t}: {e}"));
+        problems.clear();
+        let round = probe_round(lab, &pending);
+        if c.reachable {
+            let mut still = Vec::new();
+            for (pair, (_, ended, outcome)) in pending.iter().zip(round) {
+                match outcome {
+                    Ok(()) => met = Some(met.map_or(ended, |m| m.max(ended))),
+                    Err(e) => {
+                        problems.push(format!("{} -> {}: {e}", pair.0, pair.1));
+                        still.push(pair.clone());
+                    }
                 }
-                true
             }
-        });
-        if !c.reachable {
-            // Every pair must stay unreachable: one pass decides.
+            pending = still;
+            if pending.is_empty() {
+                break;
+            }
+        } else {
+            let began = round.iter().map(|(b, _, _)| *b).min();
+            for (pair, (_, _, outcome)) in pending.iter().zip(&round) {
+                if outcome.is_ok() {
+                    problems.push(format!("{} -> {}: reachable, expected not", pair.0, pair.1));
+                }
+            }
+            if problems.is_empty() {
+                met = began;
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            met = None;
             break;
         }
-        if pending.is_empty() || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let elapsed = start.elapsed();
+    let on_time = met.is_some_and(|m| m <= deadline);
     r.figure("pairs", total);
-    r.figure("converged_ms", elapsed.as_millis() as u64);
-    if c.reachable {
-        r.passed = pending.is_empty() && total > 0;
-        r.summary = format!(
-            "{}/{total} pod pairs ping+TCP ok (in {:.1} s, limit {:.0} s)",
-            total - pending.len(),
-            elapsed.as_secs_f64(),
-            c.within.as_std().as_secs_f64()
-        );
-        r.details = last_err;
-    } else {
-        // Here `pending` holds the pairs that (correctly) failed.
-        r.passed = pending.len() == total && total > 0;
-        r.details = froms
-            .iter()
-            .flat_map(|f| tos.iter().filter(move |t| *t != f).map(move |t| (f, t)))
-            .filter(|(f, t)| !pending.iter().any(|(a, b)| a == *f && b == *t))
-            .map(|(f, t)| format!("{f} -> {t}: reachable, expected not"))
-            .collect();
-        r.summary = format!(
-            "{}/{total} pod pairs unreachable as expected",
-            pending.len()
-        );
+    r.figure("within_ms", within.as_millis() as u64);
+    if let Some(m) = met {
+        r.figure("met_ms", anchor.offset(m).as_millis() as u64);
     }
+    r.passed = total > 0 && on_time;
+    let when = match met {
+        Some(m) => format!("met at {}", anchor.show(m)),
+        None => format!("not met by {}", anchor.show(deadline)),
+    };
+    r.summary = if c.reachable {
+        format!(
+            "{}/{total} pod pairs ping+TCP ok; {when} (limit {:.1} s)",
+            total - pending.len(),
+            within.as_secs_f64()
+        )
+    } else {
+        format!(
+            "{total} pod pairs unreachable as expected: {}; {when} (limit {:.1} s)",
+            if problems.is_empty() {
+                "all"
+            } else {
+                "not all"
+            },
+            within.as_secs_f64()
+        )
+    };
+    r.details = problems;
     r
 }

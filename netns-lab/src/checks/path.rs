@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use unbounded_scenario::{Encap, Flow, Members, PathExpectation};
 
 use crate::capture::{Capture, Wire};
+use crate::checks::Anchor;
 use std::net::UdpSocket;
 
 use crate::lab::Lab;
@@ -142,7 +143,9 @@ fn attempt(lab: &Lab, flow: &Flow, p: &PathExpectation) -> Result<Vec<String>, S
     Ok(problems)
 }
 
-pub fn check(lab: &Lab, label: &str, p: &PathExpectation) -> CheckResult {
+/// Met when an attempt shows every hop as expected; that attempt must end by the anchor
+/// plus `within`.
+pub fn check(lab: &Lab, label: &str, p: &PathExpectation, anchor: &Anchor) -> CheckResult {
     let mut r = CheckResult::new(label, "path");
     let Some(flow) = lab.scenario.flows.iter().find(|f| f.name == p.flow) else {
         r.summary = format!("unknown flow {}", p.flow);
@@ -152,7 +155,8 @@ pub fn check(lab: &Lab, label: &str, p: &PathExpectation) -> CheckResult {
         r.summary = "flow endpoints have no pods".into();
         return r;
     }
-    let deadline = Instant::now() + p.within.as_std();
+    let within = p.within.as_std();
+    let deadline = anchor.at + within;
     let hops: Vec<String> = p
         .hops
         .iter()
@@ -161,15 +165,30 @@ pub fn check(lab: &Lab, label: &str, p: &PathExpectation) -> CheckResult {
     loop {
         match attempt(lab, flow, p) {
             Ok(problems) if problems.is_empty() => {
-                r.passed = true;
-                r.summary = format!("{} → {}: {}", flow.from, flow.to, hops.join(" → "));
+                let met = Instant::now();
+                r.figure("met_ms", anchor.offset(met).as_millis() as u64);
+                r.passed = met <= deadline;
+                r.summary = format!(
+                    "{} → {}: {}; met at {} (limit {:.1} s)",
+                    flow.from,
+                    flow.to,
+                    hops.join(" → "),
+                    anchor.show(met),
+                    within.as_secs_f64()
+                );
                 return r;
             }
             Ok(problems) => r.details = problems,
             Err(e) => r.details = vec![e],
         }
         if Instant::now() > deadline {
-            r.summary = format!("{} → {}: expected {}", flow.from, flow.to, hops.join(" → "));
+            r.summary = format!(
+                "{} → {}: expected {}; not met by {}",
+                flow.from,
+                flow.to,
+                hops.join(" → "),
+                anchor.show(deadline)
+            );
             return r;
         }
         std::thread::sleep(Duration::from_millis(500));
