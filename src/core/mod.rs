@@ -30,6 +30,8 @@ pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;
 #[cfg(test)]
+mod mtu_plan_tests;
+#[cfg(test)]
 mod plan_proptest;
 #[cfg(test)]
 mod plan_tests;

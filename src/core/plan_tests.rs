@@ -492,10 +492,17 @@ fn route_mtu_counts_every_hop_of_the_path() {
     let plans = plans(&snap);
     let route = &plans["a-w1"].routes[&"100.65.0.0/16".parse::<IpNet>().unwrap()];
     assert_eq!(route.mtu, 1300);
-    assert_eq!(plans["a-w1"].cni.mtu, 1300);
-    // Routes inside site a are untouched.
+    // Routes inside site a are untouched, and the pods get their MTU; the narrower route
+    // has its TCP MSS clamped instead.
     let local = &plans["a-w1"].routes[&"100.64.2.0/24".parse::<IpNet>().unwrap()];
     assert_eq!(local.mtu, 1450);
+    assert_eq!(plans["a-w1"].cni.mtu, 1450);
+    assert!(
+        plans["a-w1"]
+            .masquerade
+            .mss_clamp_cidrs
+            .contains(&"100.65.0.0/16".parse::<IpNet>().unwrap())
+    );
 }
 
 #[test]
