@@ -175,8 +175,14 @@ fn observed_syn_mss(server: &Netns, dev: &str, client: &Netns, addr: std::net::S
         let dev = dev.to_string();
         std::thread::spawn(move || {
             let out = std::process::Command::new("ip")
-                .args(["netns", "exec", &name, "timeout", "10", "tcpdump", "-n", "-l", "-c", "1"])
-                .args(["-i", &dev, "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0"])
+                .args([
+                    "netns", "exec", &name, "timeout", "10", "tcpdump", "-n", "-l", "-c", "1",
+                ])
+                .args([
+                    "-i",
+                    &dev,
+                    "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0",
+                ])
                 .output()
                 .unwrap();
             String::from_utf8_lossy(&out.stdout).into_owned()
@@ -224,7 +230,10 @@ fn mss_clamp_rewrites_forwarded_syns_towards_narrower_routes() {
     };
     router.enter(|| masquerade::apply(&cfg).unwrap());
     let unclamped = observed_syn_mss(&server, "s0", &client, target);
-    assert_eq!(unclamped, 1460, "without a clamp the client's own MSS passes");
+    assert_eq!(
+        unclamped, 1460,
+        "without a clamp the client's own MSS passes"
+    );
 
     cfg.mss_clamp_cidrs = vec!["10.77.9.0/24".parse().unwrap()];
     router.enter(|| {
@@ -232,7 +241,10 @@ fn mss_clamp_rewrites_forwarded_syns_towards_narrower_routes() {
         masquerade::apply(&cfg).unwrap(); // idempotent
     });
     let clamped = observed_syn_mss(&server, "s0", &client, target);
-    assert_eq!(clamped, 1260, "route mtu 1300 - 40 bytes of IPv4 and TCP headers");
+    assert_eq!(
+        clamped, 1260,
+        "route mtu 1300 - 40 bytes of IPv4 and TCP headers"
+    );
 
     router.enter(|| masquerade::remove().unwrap());
     let after = observed_syn_mss(&server, "s0", &client, target);

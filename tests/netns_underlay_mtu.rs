@@ -30,8 +30,22 @@ fn detects_the_mtu_of_the_default_routes_interface() {
     }
     let node = Netns::new("umtn");
     let router = Netns::new("umtr");
-    veth(&node, "jumbo0", "10.88.0.2/24", &router, "r0", "10.88.0.1/24");
-    veth(&node, "small0", "10.89.0.2/24", &router, "r1", "10.89.0.1/24");
+    veth(
+        &node,
+        "jumbo0",
+        "10.88.0.2/24",
+        &router,
+        "r0",
+        "10.88.0.1/24",
+    );
+    veth(
+        &node,
+        "small0",
+        "10.89.0.2/24",
+        &router,
+        "r1",
+        "10.89.0.1/24",
+    );
     node.sh("ip link set jumbo0 mtu 9000 && ip link set small0 mtu 1280");
 
     let found = in_ns(&node, async |h| detect(h, &DEFAULT_TARGETS).await.unwrap());

@@ -166,7 +166,10 @@ pub fn trace(
             mtu: route.mtu,
             wire_mtu: underlay
                 .mtu(&at, &nh.peer)
-                .saturating_sub(unbounded_net::core::overhead(nh.encap, nh.underlay.is_ipv6())),
+                .saturating_sub(unbounded_net::core::overhead(
+                    nh.encap,
+                    nh.underlay.is_ipv6(),
+                )),
             choices: candidates.len(),
         });
         at = nh.peer.clone();

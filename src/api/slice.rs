@@ -55,7 +55,11 @@ pub struct SliceNode {
     pub pod_cidrs: Vec<String>,
     /// MTU of the node's underlay interface, as its agent published it; absent until then
     /// (peers assume the cluster default).
-    #[serde(rename = "underlayMTU", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "underlayMTU",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(range(min = 576, max = 65535))]
     pub underlay_mtu: Option<u32>,
 }

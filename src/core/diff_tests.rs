@@ -134,13 +134,14 @@ fn changed_setting_replaces_routes_and_clamps_mss() {
             .any(|o| matches!(o, DataplaneOp::ReplaceRoute { route, .. } if route.mtu == 1300))
     );
     // Pods keep the widest route's MTU; the narrowed routes get their TCP MSS clamped.
-    assert!(
-        !ops.iter()
-            .any(|o| matches!(o, DataplaneOp::SetCni { .. }))
-    );
+    assert!(!ops.iter().any(|o| matches!(o, DataplaneOp::SetCni { .. })));
     assert!(ops.iter().any(|o| matches!(
         o,
         DataplaneOp::SetMasquerade { masquerade } if !masquerade.mss_clamp_cidrs.is_empty()
     )));
-    assert!(describe(&ops).contains("; clamp MSS to [100.64.0.0/24, "), "{}", describe(&ops));
+    assert!(
+        describe(&ops).contains("; clamp MSS to [100.64.0.0/24, "),
+        "{}",
+        describe(&ops)
+    );
 }

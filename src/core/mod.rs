@@ -26,11 +26,11 @@ pub mod links;
 #[cfg(test)]
 mod links_tests;
 pub mod mtu;
+#[cfg(test)]
+mod mtu_plan_tests;
 pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;
-#[cfg(test)]
-mod mtu_plan_tests;
 #[cfg(test)]
 mod plan_proptest;
 #[cfg(test)]

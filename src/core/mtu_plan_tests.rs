@@ -44,7 +44,11 @@ fn mixed() -> Snapshot {
         .insert("gw".into(), site_pool("std", GatewayPoolType::External));
     for (name, sites, protocol) in [
         ("dc-via-std", vec!["jumbo", "std"], None),
-        ("small-via-std", vec!["small"], Some(TunnelProtocol::WireGuard)),
+        (
+            "small-via-std",
+            vec!["small"],
+            Some(TunnelProtocol::WireGuard),
+        ),
     ] {
         s.assignments.insert(
             name.into(),
@@ -57,13 +61,34 @@ fn mixed() -> Snapshot {
         );
     }
     let n = |name, site, ip, cidr, mtu| with_mtu(node(name, site, ip, None, cidr), mtu);
-    add(&mut s, n("jumbo-w1", "jumbo", "10.61.0.11", "10.161.1.0/24", 9000));
-    add(&mut s, n("jumbo-w2", "jumbo", "10.61.0.12", "10.161.2.0/24", 9000));
-    add(&mut s, n("std-w1", "std", "10.62.0.11", "10.162.1.0/24", 1500));
-    let gw = gateway("std-gw1", "std", "10.62.0.21", Some("203.0.113.62"), "10.162.2.0/24");
+    add(
+        &mut s,
+        n("jumbo-w1", "jumbo", "10.61.0.11", "10.161.1.0/24", 9000),
+    );
+    add(
+        &mut s,
+        n("jumbo-w2", "jumbo", "10.61.0.12", "10.161.2.0/24", 9000),
+    );
+    add(
+        &mut s,
+        n("std-w1", "std", "10.62.0.11", "10.162.1.0/24", 1500),
+    );
+    let gw = gateway(
+        "std-gw1",
+        "std",
+        "10.62.0.21",
+        Some("203.0.113.62"),
+        "10.162.2.0/24",
+    );
     add(&mut s, with_mtu(gw, 1500));
-    add(&mut s, n("small-w1", "small", "10.63.0.11", "10.163.1.0/24", 1400));
-    add(&mut s, n("small-w2", "small", "10.63.0.12", "10.163.2.0/24", 1400));
+    add(
+        &mut s,
+        n("small-w1", "small", "10.63.0.11", "10.163.1.0/24", 1400),
+    );
+    add(
+        &mut s,
+        n("small-w2", "small", "10.63.0.12", "10.163.2.0/24", 1400),
+    );
     s
 }
 
@@ -141,7 +166,10 @@ fn a_node_without_a_published_mtu_is_assumed_at_the_cluster_default() {
     snap.set_own_underlay_mtu("small-w2", 1400);
     let index = PlanIndex::new(&snap, settings);
     let own = plan_node(&index, "small-w2").unwrap().dataplane;
-    assert_eq!(own.routes[&"10.163.1.0/24".parse::<IpNet>().unwrap()].mtu, 1350);
+    assert_eq!(
+        own.routes[&"10.163.1.0/24".parse::<IpNet>().unwrap()].mtu,
+        1350
+    );
 }
 
 #[test]

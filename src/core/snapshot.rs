@@ -103,9 +103,9 @@ impl NodeFacts {
             if is_wireguard_key(key) {
                 facts.wg_public_key = Some(key.clone());
             } else {
-                facts.problems.push(NodeProblem::MalformedPublicKey {
-                    node: name.clone(),
-                });
+                facts
+                    .problems
+                    .push(NodeProblem::MalformedPublicKey { node: name.clone() });
             }
         }
         if let Some(value) = node

@@ -40,7 +40,11 @@ pub struct RouteFact {
 
 /// The MTU packets to `dest` leave with: the longest-prefix route's interface MTU (the
 /// smallest over a multipath route's interfaces), lowered by the route's `mtu`.
-pub fn mtu_towards(routes: &[RouteFact], link_mtus: &BTreeMap<u32, u32>, dest: IpAddr) -> Option<u32> {
+pub fn mtu_towards(
+    routes: &[RouteFact],
+    link_mtus: &BTreeMap<u32, u32>,
+    dest: IpAddr,
+) -> Option<u32> {
     let route = routes
         .iter()
         .filter(|r| r.prefix.contains(&dest))
@@ -129,9 +133,11 @@ fn route_fact(m: &RouteMessage) -> Option<RouteFact> {
 /// Reads the main routing table and the links' MTUs, and picks the underlay MTU towards
 /// `targets`. `Ok(None)`: no route to any of them.
 pub async fn detect(h: &Handle, targets: &[IpAddr]) -> Result<Option<u32>, DetectError> {
-    let read = |what| move |e: rtnetlink::Error| DetectError::Read {
-        what,
-        message: e.to_string(),
+    let read = |what| {
+        move |e: rtnetlink::Error| DetectError::Read {
+            what,
+            message: e.to_string(),
+        }
     };
     let links: Vec<_> = h
         .link()
@@ -174,7 +180,10 @@ pub async fn resolve(h: &Handle, override_mtu: Option<u32>) -> u32 {
             info!(underlay_mtu = mtu, source = "override", "underlay MTU");
             return mtu;
         }
-        warn!(underlay_mtu = mtu, "underlay MTU override out of 576..=65535; detecting instead");
+        warn!(
+            underlay_mtu = mtu,
+            "underlay MTU override out of 576..=65535; detecting instead"
+        );
     }
     match detect(h, &DEFAULT_TARGETS).await {
         Ok(Some(mtu)) if valid_underlay_mtu(mtu) => {
@@ -230,16 +239,19 @@ mod tests {
     #[test]
     fn a_route_mtu_lowers_the_interfaces() {
         let routes = [route("0.0.0.0/0", &[2], 8000, 0)];
-        assert_eq!(underlay_mtu(&routes, &links(), &DEFAULT_TARGETS), Some(8000));
+        assert_eq!(
+            underlay_mtu(&routes, &links(), &DEFAULT_TARGETS),
+            Some(8000)
+        );
     }
 
     #[test]
     fn families_and_multipath_take_the_smallest() {
-        let routes = [
-            route("0.0.0.0/0", &[2, 4], 0, 0),
-            route("::/0", &[3], 0, 0),
-        ];
-        assert_eq!(underlay_mtu(&routes, &links(), &DEFAULT_TARGETS), Some(1400));
+        let routes = [route("0.0.0.0/0", &[2, 4], 0, 0), route("::/0", &[3], 0, 0)];
+        assert_eq!(
+            underlay_mtu(&routes, &links(), &DEFAULT_TARGETS),
+            Some(1400)
+        );
         assert_eq!(
             underlay_mtu(&routes, &links(), &DEFAULT_TARGETS[..1]),
             Some(1500)
