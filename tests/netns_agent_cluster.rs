@@ -115,6 +115,7 @@ fn config(node: &str, tag: &str) -> AgentConfig {
         resync: Duration::from_millis(300),
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         plan_settings: PlanSettings::default(),
+        underlay_mtu: None,
     }
 }
 
@@ -167,6 +168,7 @@ async fn agent_shell_programs_plan_fails_static_and_follows_changes() {
                 internal_ips: vec!["300.1.1.1".into()],
                 external_ips: vec![],
                 pod_cidrs: vec!["10.244.9.0/99".into()],
+                underlay_mtu: Some(1),
             }],
         },
     );

@@ -1,7 +1,7 @@
 //! CNI ADD with the Debian containernetworking-plugins, using the conflist the agent wrote,
 //! gives a pod namespace an address from its node's range, and the pod reaches a pod on the
 //! other node through the agent's tunnel. Also: the masquerade table appears and `--cleanup`
-//! removes it.
+//! removes it, and its MSS clamp rewrites a forwarded SYN towards a narrower route.
 
 #[path = "support/netns.rs"]
 mod netns;
@@ -147,6 +147,7 @@ fn masquerade_table_is_ours_and_cleanup_removes_it() {
         source_cidrs: vec!["10.244.1.0/24".parse().unwrap()],
         cluster_pod_cidrs: vec!["10.244.0.0/16".parse().unwrap()],
         non_masquerade_cidrs: vec!["172.16.0.0/12".parse().unwrap()],
+        mss_clamp_cidrs: vec![],
     };
     ns.enter(|| {
         // Someone else's table stays untouched.
@@ -164,4 +165,88 @@ fn masquerade_table_is_ours_and_cleanup_removes_it() {
         masquerade::remove().unwrap(); // absent is fine
     });
     assert!(ns.sh("nft list tables").contains("someone_else"));
+}
+
+/// MSS of the first SYN `server` sees on `dev` while `client` keeps dialling `addr`.
+fn observed_syn_mss(server: &Netns, dev: &str, client: &Netns, addr: std::net::SocketAddr) -> u32 {
+    let listener = server.enter(|| std::net::TcpListener::bind(addr).unwrap());
+    let capture = {
+        let name = server.name.clone();
+        let dev = dev.to_string();
+        std::thread::spawn(move || {
+            let out = std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &name, "timeout", "10", "tcpdump", "-n", "-l", "-c", "1",
+                ])
+                .args([
+                    "-i",
+                    &dev,
+                    "tcp[tcpflags] & tcp-syn != 0 and tcp[tcpflags] & tcp-ack == 0",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    // tcpdump needs a moment to attach: dial until it has seen a SYN.
+    while !capture.is_finished() {
+        client.enter(|| {
+            let _ = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(listener);
+    let line = capture.join().unwrap();
+    line.split("mss ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no SYN with an MSS captured: {line:?}"))
+}
+
+#[test]
+fn mss_clamp_rewrites_forwarded_syns_towards_narrower_routes() {
+    if !require_root("mss_clamp_rewrites_forwarded_syns_towards_narrower_routes") {
+        return;
+    }
+    // client -- router -- server; the router's route to the server carries mtu 1300 (a
+    // narrow tunnel path), while every interface has 1500 (the pod MTU).
+    let client = Netns::new("mssc");
+    let router = Netns::new("mssr");
+    let server = Netns::new("msss");
+    veth(&client, "c0", "10.77.1.2/24", &router, "r1", "10.77.1.1/24");
+    veth(&router, "r2", "10.77.2.1/24", &server, "s0", "10.77.2.2/24");
+    client.sh("ip route add default via 10.77.1.1");
+    server.sh("ip route add default via 10.77.2.1");
+    router.sh("sysctl -qw net.ipv4.ip_forward=1");
+    router.sh("ip route add 10.77.9.0/24 via 10.77.2.2 mtu 1300");
+    server.sh("ip addr add 10.77.9.2/32 dev lo");
+    let target: std::net::SocketAddr = "10.77.9.2:7777".parse().unwrap();
+    let mut cfg = MasqueradeConfig {
+        source_cidrs: vec!["10.77.1.0/24".parse().unwrap()],
+        cluster_pod_cidrs: vec!["10.77.0.0/16".parse().unwrap()],
+        non_masquerade_cidrs: vec![],
+        mss_clamp_cidrs: vec![],
+    };
+    router.enter(|| masquerade::apply(&cfg).unwrap());
+    let unclamped = observed_syn_mss(&server, "s0", &client, target);
+    assert_eq!(
+        unclamped, 1460,
+        "without a clamp the client's own MSS passes"
+    );
+
+    cfg.mss_clamp_cidrs = vec!["10.77.9.0/24".parse().unwrap()];
+    router.enter(|| {
+        masquerade::apply(&cfg).unwrap();
+        masquerade::apply(&cfg).unwrap(); // idempotent
+    });
+    let clamped = observed_syn_mss(&server, "s0", &client, target);
+    assert_eq!(
+        clamped, 1260,
+        "route mtu 1300 - 40 bytes of IPv4 and TCP headers"
+    );
+
+    router.enter(|| masquerade::remove().unwrap());
+    let after = observed_syn_mss(&server, "s0", &client, target);
+    assert_eq!(after, 1460, "cleanup removes the clamp");
 }

@@ -1,7 +1,7 @@
 //! The simulated node agent: the production planner, probe state machine and reconciler, with
 //! turmoil's network and virtual time as its only I/O.
 //!
-//! One pass: publish the WireGuard key (the agent's one Node write); keep caches of the
+//! One pass: publish the WireGuard key and the underlay MTU (the agent's one Node write); keep caches of the
 //! SiteNodeSlices and the five user CRDs — other nodes are known from the slices and
 //! GatewayPool status, as in production, never from Node objects; when they change, plan the
 //! node with `core::plan_node`; probe every link peer over turmoil UDP with
@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Node;
 use turmoil::net::UdpSocket;
 use unbounded_net::api::{
     GatewayPool, GatewayPoolPeering, Site, SiteGatewayPoolAssignment, SiteNodeSlice, SitePeering,
-    WG_PUBKEY_ANNOTATION,
+    UNDERLAY_MTU_ANNOTATION, WG_PUBKEY_ANNOTATION,
 };
 use unbounded_net::cluster::{Cluster, MetadataPatch};
 use unbounded_net::core::dataplane::HEALTH_PROBE_PORT;
@@ -139,12 +139,16 @@ impl Caches {
     }
 }
 
-/// Publishes the key annotation until the API server takes it.
-async fn publish_key(cluster: &SimCluster, node: &str) {
+/// Publishes the key and underlay MTU annotations until the API server takes them.
+async fn publish_key(cluster: &SimCluster, node: &str, underlay_mtu: u32) {
     let mut patch = MetadataPatch::default();
     patch
         .annotations
         .insert(WG_PUBKEY_ANNOTATION.to_string(), Some(wireguard_key(node)));
+    patch.annotations.insert(
+        UNDERLAY_MTU_ANNOTATION.to_string(),
+        Some(underlay_mtu.to_string()),
+    );
     while cluster
         .patch_metadata::<Node>(None, node, &patch)
         .await
@@ -168,8 +172,14 @@ fn sim_targets(plan: &NodeDataplane) -> BTreeMap<String, unbounded_net::core::Pr
         .collect()
 }
 
-/// The agent host's software. Returns only on a fatal error.
-pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::Result {
+/// The agent host's software. Returns only on a fatal error. `underlay_mtu` is what the
+/// production agent would detect on the machine's NIC.
+pub async fn run(
+    node: String,
+    obs: Shared,
+    settings: PlanSettings,
+    underlay_mtu: u32,
+) -> turmoil::Result {
     let cluster = SimCluster::new("api");
     let socket = UdpSocket::bind(("0.0.0.0", HEALTH_PROBE_PORT)).await?;
     // Adopt whatever the kernel holds (an agent restart keeps the machine's state).
@@ -182,7 +192,7 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
         WIREGUARD_DEVICE,
     );
     obs.borrow_mut().note(&node, "agent started");
-    publish_key(&cluster, &node).await;
+    publish_key(&cluster, &node, underlay_mtu).await;
 
     let generation = Rc::new(Cell::new(0u64));
     let caches = Caches::start(&cluster, &generation);
@@ -207,7 +217,8 @@ pub async fn run(node: String, obs: Shared, settings: PlanSettings) -> turmoil::
         {
             planned_generation = generation.get();
             planned_at = now;
-            let snap = caches.snapshot();
+            let mut snap = caches.snapshot();
+            snap.set_own_underlay_mtu(&node, underlay_mtu);
             let index = PlanIndex::new(&snap, settings);
             match plan_node(&index, &node) {
                 Ok(p) => {

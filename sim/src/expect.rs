@@ -198,7 +198,14 @@ impl ExpectationResult {
                 let bad = match obs.flows.get(&p.flow) {
                     Some(t) if t.delivered() => {
                         let mtu = t.hops.iter().map(|h| h.mtu).min().unwrap_or(0);
-                        (mtu != p.mtu).then(|| format!("path MTU is {mtu}, expected {}", p.mtu))
+                        let wire = t.hops.iter().map(|h| h.wire_mtu).min().unwrap_or(0);
+                        if mtu > wire {
+                            Some(format!(
+                                "path MTU is {mtu} but the underlay carries only {wire}: larger packets would be lost"
+                            ))
+                        } else {
+                            (mtu != p.mtu).then(|| format!("path MTU is {mtu}, expected {}", p.mtu))
+                        }
                     }
                     Some(t) => Some(t.describe("src")),
                     None => Some(format!("flow {} not traced", p.flow)),

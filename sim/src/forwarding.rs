@@ -23,6 +23,9 @@ pub struct Hop {
     pub underlay: IpAddr,
     /// Route MTU at the forwarding node.
     pub mtu: u32,
+    /// Largest inner packet the underlay really carries on this hop: the smallest MTU of the
+    /// two machines' networks and the link between them, less the encapsulation overhead.
+    pub wire_mtu: u32,
     /// How many usable ECMP members the forwarding node chose from.
     pub choices: usize,
 }
@@ -66,6 +69,11 @@ impl PathTrace {
 /// Which machines can exchange underlay packets right now.
 pub trait Underlay {
     fn can_reach(&self, from: &str, to: &str) -> bool;
+    /// Largest packet the underlay carries between the two machines (unlimited by default).
+    fn mtu(&self, from: &str, to: &str) -> u32 {
+        let _ = (from, to);
+        u32::MAX
+    }
 }
 
 /// Longest-prefix match: one map probe per prefix length, longest first.
@@ -156,6 +164,12 @@ pub fn trace(
             encap: nh.encap,
             underlay: nh.underlay,
             mtu: route.mtu,
+            wire_mtu: underlay
+                .mtu(&at, &nh.peer)
+                .saturating_sub(unbounded_net::core::overhead(
+                    nh.encap,
+                    nh.underlay.is_ipv6(),
+                )),
             choices: candidates.len(),
         });
         at = nh.peer.clone();

@@ -21,6 +21,9 @@ pub struct Reach {
     pub cut: BTreeSet<String>,
     /// Active partitions by event label: groups of site or host names.
     pub partitions: BTreeMap<String, Vec<Vec<String>>>,
+    /// Site → its underlay MTU; (site, site) → MTU of the link between them.
+    site_mtu: BTreeMap<String, u32>,
+    link_mtu: BTreeMap<(String, String), u32>,
 }
 
 impl Reach {
@@ -31,6 +34,16 @@ impl Reach {
         }
         for l in &scenario.topology.links {
             r.links.insert(l.name.clone(), l.sites.clone());
+        }
+        let topo = &scenario.topology;
+        for a in &topo.sites {
+            r.site_mtu.insert(a.name.clone(), a.mtu);
+            for b in &topo.sites {
+                if let Some(link) = topo.link_between(&a.name, &b.name) {
+                    r.link_mtu
+                        .insert((a.name.clone(), b.name.clone()), topo.link_mtu(link));
+                }
+            }
         }
         r
     }
@@ -82,5 +95,18 @@ impl Reach {
 impl Underlay for Reach {
     fn can_reach(&self, from: &str, to: &str) -> bool {
         self.hosts_connected(from, to)
+    }
+
+    fn mtu(&self, from: &str, to: &str) -> u32 {
+        let (Some(a), Some(b)) = (self.site_of.get(from), self.site_of.get(to)) else {
+            return u32::MAX;
+        };
+        let site = |s: &String| self.site_mtu.get(s).copied().unwrap_or(u32::MAX);
+        let link = self
+            .link_mtu
+            .get(&(a.clone(), b.clone()))
+            .copied()
+            .unwrap_or(u32::MAX);
+        site(a).min(site(b)).min(link)
     }
 }

@@ -24,6 +24,9 @@ pub const GROUP: &str = "net.unbounded-cloud.io";
 pub const SITE_LABEL: &str = "net.unbounded-cloud.io/site";
 /// Node annotation carrying the node's WireGuard public key (base64).
 pub const WG_PUBKEY_ANNOTATION: &str = "net.unbounded-cloud.io/wg-pubkey";
+/// Node annotation carrying the MTU of the node's own underlay interface (decimal bytes),
+/// which the agent detects and publishes like its key; peers compute path MTUs from it.
+pub const UNDERLAY_MTU_ANNOTATION: &str = "net.unbounded-cloud.io/underlay-mtu";
 /// Conventional gateway selector label.
 pub const GATEWAY_LABEL: &str = "unbounded-cloud.io/unbounded-net-gateway";
 

@@ -53,4 +53,13 @@ pub struct SliceNode {
     #[schemars(length(max = 4), inner(length(max = 64)))]
     #[x_kube(validation = super::rules::cidr_list("podCIDRs"))]
     pub pod_cidrs: Vec<String>,
+    /// MTU of the node's underlay interface, as its agent published it; absent until then
+    /// (peers assume the cluster default).
+    #[serde(
+        rename = "underlayMTU",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 576, max = 65535))]
+    pub underlay_mtu: Option<u32>,
 }

@@ -61,9 +61,10 @@ struct Args {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:9102")]
     metrics_addr: SocketAddr,
-    /// MTU of the physical network.
-    #[arg(long, default_value_t = 1500)]
-    underlay_mtu: u32,
+    /// This node's underlay MTU. Absent: detected from the interface of the default route
+    /// (and published on the Node for peers to compute path MTUs from).
+    #[arg(long, env = "UNBOUNDED_UNDERLAY_MTU")]
+    underlay_mtu: Option<u32>,
 }
 
 #[tokio::main]
@@ -99,10 +100,8 @@ async fn main() -> anyhow::Result<()> {
         force_userspace_wireguard: args.userspace_wireguard,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         metrics_addr: args.metrics_addr,
-        plan_settings: PlanSettings {
-            underlay_mtu: args.underlay_mtu,
-            ..PlanSettings::default()
-        },
+        plan_settings: PlanSettings::default(),
+        underlay_mtu: args.underlay_mtu,
     };
     if args.cleanup {
         let mut errors = shell::cleanup(&cfg).await;

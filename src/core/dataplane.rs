@@ -174,6 +174,10 @@ pub struct MasqueradeConfig {
     pub cluster_pod_cidrs: Vec<IpNet>,
     /// The node's Site's `nonMasqueradeCIDRs` (sorted).
     pub non_masquerade_cidrs: Vec<IpNet>,
+    /// Route prefixes whose path MTU is below the pod interface MTU (sorted): forwarded TCP
+    /// SYNs towards them get their MSS lowered to fit the route's MTU.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mss_clamp_cidrs: Vec<IpNet>,
 }
 
 /// The CNI configuration the agent writes.
@@ -184,6 +188,7 @@ pub struct CniConfig {
     pub manage: bool,
     /// host-local ranges, one per address family, IPv4 first.
     pub ranges: Vec<IpNet>,
-    /// Pod interface MTU: the smallest route MTU, so no pod packet needs fragmenting.
+    /// Pod interface MTU: the largest route MTU (narrower routes clamp TCP MSS, see
+    /// [`MasqueradeConfig::mss_clamp_cidrs`]).
     pub mtu: u32,
 }

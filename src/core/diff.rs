@@ -233,10 +233,11 @@ impl fmt::Display for DataplaneOp {
             ),
             DataplaneOp::SetMasquerade { masquerade } => write!(
                 f,
-                "~ masquerade from [{}] except to [{}] and [{}]",
+                "~ masquerade from [{}] except to [{}] and [{}]; clamp MSS to [{}]",
                 join(&masquerade.source_cidrs),
                 join(&masquerade.cluster_pod_cidrs),
-                join(&masquerade.non_masquerade_cidrs)
+                join(&masquerade.non_masquerade_cidrs),
+                join(&masquerade.mss_clamp_cidrs)
             ),
             DataplaneOp::AddWireGuardPeer { peer, config } => {
                 write!(f, "+ wireguard peer {peer} key {}", config.public_key)?;

@@ -117,7 +117,7 @@ fn changed_wireguard_peer_is_removed_then_added() {
 }
 
 #[test]
-fn changed_setting_replaces_routes_and_sets_cni() {
+fn changed_setting_replaces_routes_and_clamps_mss() {
     let snap = cluster(shape(3, 10));
     let mut lowered = snap.clone();
     lowered
@@ -131,11 +131,17 @@ fn changed_setting_replaces_routes_and_sets_cni() {
     );
     assert!(
         ops.iter()
-            .any(|o| matches!(o, DataplaneOp::SetCni { cni } if cni.mtu == 1300))
-    );
-    assert!(
-        ops.iter()
             .any(|o| matches!(o, DataplaneOp::ReplaceRoute { route, .. } if route.mtu == 1300))
     );
-    assert!(describe(&ops).contains("~ cni manage=true ranges [100.64.5.0/24] mtu 1300"));
+    // Pods keep the widest route's MTU; the narrowed routes get their TCP MSS clamped.
+    assert!(!ops.iter().any(|o| matches!(o, DataplaneOp::SetCni { .. })));
+    assert!(ops.iter().any(|o| matches!(
+        o,
+        DataplaneOp::SetMasquerade { masquerade } if !masquerade.mss_clamp_cidrs.is_empty()
+    )));
+    assert!(
+        describe(&ops).contains("; clamp MSS to [100.64.0.0/24, "),
+        "{}",
+        describe(&ops)
+    );
 }

@@ -302,10 +302,11 @@ pub fn plan_link(index: &PlanIndex<'_>, a: &str, b: &str) -> Result<Option<Link>
     }
     let keepalive = (encap == Encap::WireGuard && !internal && (natted(na, v6) || natted(nb, v6)))
         .then_some(NAT_KEEPALIVE_SECONDS);
+    // Both ends' underlays carry the encapsulated packet: the smaller one bounds the link.
     let mtu = link_mtu(
         encap,
         v6,
-        index.settings.underlay_mtu,
+        index.underlay_mtu(a).min(index.underlay_mtu(b)),
         gov_settings.and_then(|s| s.tunnel_mtu),
     );
     Ok(Some(Link {
@@ -344,8 +345,8 @@ fn min_link_mtu(index: &PlanIndex<'_>, from: &[Vec<&str>], to: &[Vec<&str>]) -> 
 }
 
 /// What a link's MTU can depend on, for the far end: its Site, its pools, which address
-/// families it has internal/external addresses in, and whether it has a key.
-type Signature<'a> = (Option<&'a str>, u8, Vec<&'a str>);
+/// families it has internal/external addresses in, whether it has a key, and its underlay MTU.
+type Signature<'a> = (Option<&'a str>, u8, Vec<&'a str>, u32);
 
 fn signature<'a>(index: &PlanIndex<'a>, name: &'a str) -> Signature<'a> {
     let node = &index.snap.nodes[name];
@@ -361,7 +362,7 @@ fn signature<'a>(index: &PlanIndex<'a>, name: &'a str) -> Signature<'a> {
         .get(name)
         .cloned()
         .unwrap_or_default();
-    (index.site(name), bits, pools)
+    (index.site(name), bits, pools, index.underlay_mtu(name))
 }
 
 /// Nodes grouped by signature, at most two kept per group: links to any of them have the

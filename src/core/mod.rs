@@ -26,6 +26,8 @@ pub mod links;
 #[cfg(test)]
 mod links_tests;
 pub mod mtu;
+#[cfg(test)]
+mod mtu_plan_tests;
 pub mod node_plan;
 pub mod plan_index;
 pub mod plan_problem;

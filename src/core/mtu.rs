@@ -13,11 +13,22 @@
 //! The source document's table quotes WireGuard 80 (the IPv6 worst case) and GENEVE/VXLAN 58
 //! (50 plus 8 bytes of headroom, e.g. one GENEVE option or an 802.1Q tag); we use the exact
 //! figures per family, so IPv4 links get the larger MTU they can really carry.
+//!
+//! Underlay MTU is per node, not per cluster: each agent detects the MTU of its own underlay
+//! interface and publishes it ([`UNDERLAY_MTU_ANNOTATION`](crate::api::UNDERLAY_MTU_ANNOTATION),
+//! carried into the SiteNodeSlices). A link's MTU is then computed from the smaller of its two
+//! ends, so a 9000-byte site talking to a 1400-byte one uses 1400 on both sides; a route's
+//! path MTU is the smallest link MTU along it (gateway hops included). A node that has
+//! published nothing is assumed to have [`PlanSettings::underlay_mtu`](super::PlanSettings).
 
 use super::dataplane::Encap;
 
 /// Underlay MTU assumed when nothing else is configured.
 pub const DEFAULT_UNDERLAY_MTU: u32 = 1500;
+/// Smallest underlay MTU a node may publish (the IPv4 minimum datagram size).
+pub const MIN_UNDERLAY_MTU: u32 = 576;
+/// Largest underlay MTU a node may publish (the largest IPv4 datagram).
+pub const MAX_UNDERLAY_MTU: u32 = 65535;
 /// Smallest `tunnelMTU` the API accepts (the IPv4 minimum datagram size).
 pub const MIN_TUNNEL_MTU: u32 = 576;
 /// Largest `tunnelMTU` the API accepts (jumbo frames).
@@ -32,6 +43,20 @@ pub fn overhead(encap: Encap, underlay_ipv6: bool) -> u32 {
         Encap::Ipip => ip,
         Encap::None => 0,
     }
+}
+
+/// A published underlay MTU: decimal, within [`MIN_UNDERLAY_MTU`]..=[`MAX_UNDERLAY_MTU`].
+pub fn parse_underlay_mtu(value: &str) -> Option<u32> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|m| valid_underlay_mtu(*m))
+}
+
+/// Whether `mtu` is a plausible underlay MTU.
+pub fn valid_underlay_mtu(mtu: u32) -> bool {
+    (MIN_UNDERLAY_MTU..=MAX_UNDERLAY_MTU).contains(&mtu)
 }
 
 /// Inner MTU of a link: what fits the underlay after encapsulation, lowered further by the
@@ -82,6 +107,19 @@ mod tests {
     #[test]
     fn jumbo_underlay_raises_the_link_mtu() {
         assert_eq!(link_mtu(Encap::Geneve, false, 9000, None), 8950);
+    }
+
+    #[rstest]
+    #[case("1500", Some(1500))]
+    #[case(" 9000\n", Some(9000))]
+    #[case("576", Some(576))]
+    #[case("575", None)]
+    #[case("65536", None)]
+    #[case("-1", None)]
+    #[case("jumbo", None)]
+    #[case("", None)]
+    fn published_underlay_mtu_is_checked(#[case] value: &str, #[case] want: Option<u32>) {
+        assert_eq!(parse_underlay_mtu(value), want);
     }
 
     #[test]

@@ -344,14 +344,19 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
     own.sort();
     own.dedup();
     let site_spec = site.and_then(|s| index.snap.sites.get(s));
+    // Pods get the largest path MTU this node routes over, so no path is used below what it
+    // can carry (a jumbo site keeps jumbo frames inside itself). Narrower routes are handled
+    // at this node: TCP SYNs towards them get their MSS clamped to the route's MTU, anything
+    // else larger than the route gets "fragmentation needed" from the route's `mtu`.
+    let pod_mtu = routes
+        .values()
+        .map(|r| r.mtu)
+        .max()
+        .unwrap_or_else(|| index.underlay_mtu(node));
     let cni = CniConfig {
         manage: site_spec.and_then(|s| s.manage_cni_plugin).unwrap_or(true),
         ranges: own.clone(),
-        mtu: routes
-            .values()
-            .map(|r| r.mtu)
-            .min()
-            .unwrap_or(index.settings.underlay_mtu),
+        mtu: pod_mtu,
     };
     let masquerade = MasqueradeConfig {
         source_cidrs: own,
@@ -360,6 +365,11 @@ pub fn plan_node(index: &PlanIndex<'_>, node: &str) -> Result<NodePlan, PlanErro
             .and_then(|s| index.non_masquerade.get(s))
             .cloned()
             .unwrap_or_default(),
+        mss_clamp_cidrs: routes
+            .iter()
+            .filter(|(_, r)| r.mtu < pod_mtu)
+            .map(|(p, _)| *p)
+            .collect(),
     };
     Ok(NodePlan {
         dataplane: NodeDataplane {

@@ -19,7 +19,8 @@ use super::dataplane::DEFAULT_WIREGUARD_PORT;
 /// Cluster-wide inputs that are not in any object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PlanSettings {
-    /// MTU of the physical network every link runs over.
+    /// Underlay MTU assumed for a node that has published none of its own (see
+    /// [`crate::core::mtu`]); a node's published MTU always wins.
     pub underlay_mtu: u32,
     /// WireGuard listen port of every node.
     pub wireguard_port: u16,
@@ -319,6 +320,13 @@ impl<'a> PlanIndex<'a> {
 
     pub fn node(&self, name: &str) -> Option<&'a NodeFacts> {
         self.snap.nodes.get(name)
+    }
+
+    /// A node's underlay MTU: what it published, else the cluster default.
+    pub fn underlay_mtu(&self, node: &str) -> u32 {
+        self.node(node)
+            .and_then(|n| n.underlay_mtu)
+            .unwrap_or(self.settings.underlay_mtu)
     }
 
     pub fn site(&self, node: &str) -> Option<&'a str> {

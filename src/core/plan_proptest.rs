@@ -88,8 +88,9 @@ fn node() -> impl Strategy<Value = NodeFacts> {
         any::<bool>(),
         any::<bool>(),
         prop::option::of(pick(SITES)),
+        prop::option::of(prop_oneof![Just(1400u32), Just(1500), Just(9000)]),
     )
-        .prop_map(|(internal, external, pods, key, gw, site)| {
+        .prop_map(|(internal, external, pods, key, gw, site, underlay_mtu)| {
             let mut labels = BTreeMap::new();
             if gw {
                 labels.insert(GATEWAY_LABEL.to_string(), "true".to_string());
@@ -104,6 +105,7 @@ fn node() -> impl Strategy<Value = NodeFacts> {
                 labels,
                 pod_cidrs: pods.iter().filter_map(|p| p.parse().ok()).collect(),
                 wg_public_key: key.then(|| super::synthetic::test_key(1)),
+                underlay_mtu,
                 site_label: site,
                 problems: Vec::new(),
             }
@@ -243,9 +245,16 @@ proptest! {
             for name in snap.nodes.keys() {
                 let plan = plan_node(&index, name).unwrap();
                 prop_assert!(diff(&plan.dataplane, &plan.dataplane).is_empty());
-                for route in plan.dataplane.routes.values() {
+                let dp = &plan.dataplane;
+                for (prefix, route) in &dp.routes {
                     prop_assert!(!route.nexthops.is_empty());
                     prop_assert!(route.nexthops.iter().all(|h| h.peer != *name));
+                    // Pods fit the widest route; exactly the narrower ones are clamped.
+                    prop_assert!(route.mtu <= dp.cni.mtu);
+                    prop_assert_eq!(
+                        dp.masquerade.mss_clamp_cidrs.contains(prefix),
+                        route.mtu < dp.cni.mtu
+                    );
                 }
                 let empty = super::dataplane::NodeDataplane::default();
                 let _ = super::diff::describe(&diff(&empty, &plan.dataplane));
@@ -256,6 +265,7 @@ proptest! {
                         (Ok(Some(ab)), Ok(Some(ba))) => {
                             prop_assert_eq!(ab.encap, ba.encap);
                             prop_assert_eq!(ab.mtu, ba.mtu);
+                            prop_assert!(ab.mtu <= index.underlay_mtu(name).min(index.underlay_mtu(other)));
                             prop_assert_eq!(&ab.governing, &ba.governing);
                             prop_assert_eq!(ab.external, ba.external);
                         }

@@ -160,7 +160,9 @@ fn worker_spreads_remote_site_over_all_gateways_of_its_pool() {
     assert_eq!(peers, ["a-g1", "a-g2"]);
     // First hop GENEVE (1450) but the gateway-to-gateway hop is WireGuard over IPv4 (1440).
     assert_eq!(route.mtu, 1440);
-    assert_eq!(plans["a-w1"].cni.mtu, 1440);
+    // Pods get the widest route (GENEVE inside the site); the remote site's is clamped.
+    assert_eq!(plans["a-w1"].cni.mtu, 1450);
+    assert!(plans["a-w1"].masquerade.mss_clamp_cidrs.contains(&block));
     // Remote gateways ECMP too, and reach each other over WireGuard on external IPs.
     let back = &plans["b-g1"].routes[&"100.64.0.0/16".parse::<IpNet>().unwrap()];
     assert_eq!(back.nexthops.len(), 2);
@@ -492,10 +494,17 @@ fn route_mtu_counts_every_hop_of_the_path() {
     let plans = plans(&snap);
     let route = &plans["a-w1"].routes[&"100.65.0.0/16".parse::<IpNet>().unwrap()];
     assert_eq!(route.mtu, 1300);
-    assert_eq!(plans["a-w1"].cni.mtu, 1300);
-    // Routes inside site a are untouched.
+    // Routes inside site a are untouched, and the pods get their MTU; the narrower route
+    // has its TCP MSS clamped instead.
     let local = &plans["a-w1"].routes[&"100.64.2.0/24".parse::<IpNet>().unwrap()];
     assert_eq!(local.mtu, 1450);
+    assert_eq!(plans["a-w1"].cni.mtu, 1450);
+    assert!(
+        plans["a-w1"]
+            .masquerade
+            .mss_clamp_cidrs
+            .contains(&"100.65.0.0/16".parse::<IpNet>().unwrap())
+    );
 }
 
 #[test]

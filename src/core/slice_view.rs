@@ -79,6 +79,15 @@ pub fn node_facts_from_slices<'a>(
                     node: n.name.clone(),
                 });
             }
+            // The CRD's schema bounds it; a slice written past validation still cannot crash us.
+            match n.underlay_mtu {
+                Some(m) if super::mtu::valid_underlay_mtu(m) => facts.underlay_mtu = Some(m),
+                Some(m) => facts.problems.push(NodeProblem::MalformedUnderlayMtu {
+                    node: n.name.clone(),
+                    value: m.to_string(),
+                }),
+                None => {}
+            }
             out.insert(n.name.clone(), facts);
         }
     }
@@ -110,6 +119,7 @@ mod tests {
             internal_ips: vec![ip.into()],
             external_ips: vec![],
             pod_cidrs: vec![cidr.into()],
+            underlay_mtu: None,
         }
     }
 
@@ -120,6 +130,14 @@ mod tests {
             vec![
                 entry("gw1", "10.0.0.1", "100.64.0.0/24", KEY),
                 entry("w1", "10.0.0.2", "not-a-cidr", "garbage"),
+                SliceNode {
+                    underlay_mtu: Some(9000),
+                    ..entry("w2", "10.0.0.3", "100.64.1.0/24", KEY)
+                },
+                SliceNode {
+                    underlay_mtu: Some(70000),
+                    ..entry("w3", "10.0.0.4", "100.64.2.0/24", KEY)
+                },
             ],
         );
         let mut pool = GatewayPool::new("p", Default::default());
@@ -148,5 +166,16 @@ mod tests {
         assert_eq!(w.wg_public_key, None);
         assert_eq!(w.problems.len(), 2, "{:?}", w.problems);
         assert_eq!(w.internal_ips, vec!["10.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(gw.underlay_mtu, None, "absent: the cluster default applies");
+        assert_eq!(facts["w2"].underlay_mtu, Some(9000));
+        assert_eq!(facts["w3"].underlay_mtu, None);
+        assert!(
+            matches!(
+                facts["w3"].problems.as_slice(),
+                [NodeProblem::MalformedUnderlayMtu { value, .. }] if value == "70000"
+            ),
+            "{:?}",
+            facts["w3"].problems
+        );
     }
 }

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::api::{
     GatewayPoolPeeringSpec, GatewayPoolSpec, SITE_LABEL, SiteGatewayPoolAssignmentSpec,
-    SitePeeringSpec, SiteSpec, WG_PUBKEY_ANNOTATION,
+    SitePeeringSpec, SiteSpec, UNDERLAY_MTU_ANNOTATION, WG_PUBKEY_ANNOTATION,
 };
 
 /// What the planner knows about one node.
@@ -26,6 +26,8 @@ pub struct NodeFacts {
     pub pod_cidrs: Vec<IpNet>,
     /// Base64 WireGuard public key, if the agent has published a well-formed one.
     pub wg_public_key: Option<String>,
+    /// MTU of the node's underlay interface, if its agent has published a valid one.
+    pub underlay_mtu: Option<u32>,
     /// Site the node is labelled with (may be stale; the planner recomputes it).
     pub site_label: Option<String>,
     pub problems: Vec<NodeProblem>,
@@ -40,6 +42,10 @@ pub enum NodeProblem {
     MalformedPodCidr { node: String, value: String },
     #[error("node {node}: annotation {WG_PUBKEY_ANNOTATION} is not a 32-byte base64 key")]
     MalformedPublicKey { node: String },
+    #[error(
+        "node {node}: underlay MTU {value:?} is not a number in 576..=65535; the cluster default is used"
+    )]
+    MalformedUnderlayMtu { node: String, value: String },
 }
 
 impl NodeFacts {
@@ -99,7 +105,21 @@ impl NodeFacts {
             } else {
                 facts
                     .problems
-                    .push(NodeProblem::MalformedPublicKey { node: name });
+                    .push(NodeProblem::MalformedPublicKey { node: name.clone() });
+            }
+        }
+        if let Some(value) = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(UNDERLAY_MTU_ANNOTATION))
+        {
+            match super::mtu::parse_underlay_mtu(value) {
+                Some(mtu) => facts.underlay_mtu = Some(mtu),
+                None => facts.problems.push(NodeProblem::MalformedUnderlayMtu {
+                    node: name,
+                    value: value.clone(),
+                }),
             }
         }
         facts
@@ -125,4 +145,14 @@ pub struct Snapshot {
     pub assignments: BTreeMap<String, SiteGatewayPoolAssignmentSpec>,
     pub site_peerings: BTreeMap<String, SitePeeringSpec>,
     pub pool_peerings: BTreeMap<String, GatewayPoolPeeringSpec>,
+}
+
+impl Snapshot {
+    /// Sets `node`'s underlay MTU to what its own agent measured: the agent knows its own MTU
+    /// before the controller has carried the published value back in a slice.
+    pub fn set_own_underlay_mtu(&mut self, node: &str, mtu: u32) {
+        if let Some(facts) = self.nodes.get_mut(node) {
+            facts.underlay_mtu = Some(mtu);
+        }
+    }
 }

@@ -36,6 +36,7 @@ pub fn node(
         labels,
         pod_cidrs: pod_cidr.parse().into_iter().collect(),
         wg_public_key: Some(test_key(key)),
+        underlay_mtu: None,
         site_label: Some(site.to_string()),
         problems: Vec::new(),
     }

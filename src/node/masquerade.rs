@@ -1,5 +1,12 @@
-//! Masquerade of pod traffic leaving the cluster's pod networks, through one nftables table
-//! that belongs to the agent alone.
+//! Masquerade of pod traffic leaving the cluster's pod networks, and TCP MSS clamping towards
+//! routes narrower than the pod interface, through one nftables table that belongs to the
+//! agent alone.
+//!
+//! MSS clamping: pods get the largest path MTU the node routes over, so a SYN to a narrower
+//! route (say a 1340-byte WireGuard path from a 9000-byte site) would announce a segment size
+//! the path cannot carry. A forward-hook rule rewrites the SYN's MSS to `rt mtu`, the MTU of
+//! the route the packet takes (the planner's path MTU, installed as the route's `mtu`); the
+//! kernel only ever lowers an MSS there. Only the planner's narrower prefixes are matched.
 //!
 //! Why nftables through the `nft` CLI: a table of our own never interleaves with
 //! kube-proxy's or the distribution's rules, the whole table is replaced in one atomic
@@ -30,6 +37,7 @@ pub enum MasqueradeError {
 pub fn render_ruleset(cfg: &MasqueradeConfig) -> String {
     let mut s = format!("table {TABLE} {{}}\ndelete table {TABLE}\ntable {TABLE} {{\n");
     let mut rules = Vec::new();
+    let mut clamps = Vec::new();
     for (fam, addr_type, v4) in [("ip", "ipv4_addr", true), ("ip6", "ipv6_addr", false)] {
         let pick = |nets: &[IpNet]| -> Vec<String> {
             nets.iter()
@@ -37,21 +45,22 @@ pub fn render_ruleset(cfg: &MasqueradeConfig) -> String {
                 .map(|n| n.trunc().to_string())
                 .collect()
         };
+        let suffix = if v4 { "v4" } else { "v6" };
+        let clamp = pick(&cfg.mss_clamp_cidrs);
+        if !clamp.is_empty() {
+            push_set(&mut s, &format!("clamp_{suffix}"), addr_type, &clamp);
+            clamps.push(format!(
+                "    {fam} daddr @clamp_{suffix} tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu"
+            ));
+        }
         let sources = pick(&cfg.source_cidrs);
         if sources.is_empty() {
             continue;
         }
         let mut keep = pick(&cfg.cluster_pod_cidrs);
         keep.extend(pick(&cfg.non_masquerade_cidrs));
-        let suffix = if v4 { "v4" } else { "v6" };
         for (set, elems) in [("pods", &sources), ("keep", &keep)] {
-            s.push_str(&format!(
-                "  set {set}_{suffix} {{\n    type {addr_type}\n    flags interval\n    auto-merge\n"
-            ));
-            if !elems.is_empty() {
-                s.push_str(&format!("    elements = {{ {} }}\n", elems.join(", ")));
-            }
-            s.push_str("  }\n");
+            push_set(&mut s, &format!("{set}_{suffix}"), addr_type, elems);
         }
         rules.push(format!(
             "    {fam} saddr @pods_{suffix} {fam} daddr != @keep_{suffix} masquerade"
@@ -64,8 +73,30 @@ pub fn render_ruleset(cfg: &MasqueradeConfig) -> String {
         s.push_str(&r);
         s.push('\n');
     }
-    s.push_str("  }\n}\n");
+    s.push_str("  }\n");
+    if !clamps.is_empty() {
+        // Mangle priority: before any filter rule of ours or others sees the SYN.
+        s.push_str(
+            "  chain forward {\n    type filter hook forward priority mangle; policy accept;\n",
+        );
+        for r in clamps {
+            s.push_str(&r);
+            s.push('\n');
+        }
+        s.push_str("  }\n");
+    }
+    s.push_str("}\n");
     s
+}
+
+fn push_set(s: &mut String, name: &str, addr_type: &str, elems: &[String]) {
+    s.push_str(&format!(
+        "  set {name} {{\n    type {addr_type}\n    flags interval\n    auto-merge\n"
+    ));
+    if !elems.is_empty() {
+        s.push_str(&format!("    elements = {{ {} }}\n", elems.join(", ")));
+    }
+    s.push_str("  }\n");
 }
 
 /// Applies `cfg` (atomic replace of our table).
@@ -125,6 +156,7 @@ mod tests {
             source_cidrs: vec!["10.0.1.0/24".parse().unwrap()],
             cluster_pod_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
             non_masquerade_cidrs: vec!["172.16.0.0/12".parse().unwrap()],
+            mss_clamp_cidrs: vec![],
         };
         let s = render_ruleset(&cfg);
         assert!(s.contains("elements = { 10.0.1.0/24 }"), "{s}");
@@ -141,5 +173,33 @@ mod tests {
             "no IPv6 pod range, no IPv6 rule: {s}"
         );
         assert!(s.starts_with("table inet unbounded_net {}\ndelete table inet unbounded_net\n"));
+        assert!(!s.contains("maxseg"), "no narrower route, no clamp: {s}");
+    }
+
+    #[test]
+    fn narrower_routes_get_their_syns_clamped_per_family() {
+        let cfg = MasqueradeConfig {
+            source_cidrs: vec!["10.0.1.0/24".parse().unwrap()],
+            cluster_pod_cidrs: vec!["10.0.0.0/16".parse().unwrap()],
+            non_masquerade_cidrs: vec![],
+            mss_clamp_cidrs: vec![
+                "10.9.0.0/16".parse().unwrap(),
+                "10.8.1.0/24".parse().unwrap(),
+                "fd00:9::/64".parse().unwrap(),
+            ],
+        };
+        let s = render_ruleset(&cfg);
+        assert!(
+            s.contains("  set clamp_v4 {\n    type ipv4_addr\n    flags interval\n    auto-merge\n    elements = { 10.9.0.0/16, 10.8.1.0/24 }\n  }"),
+            "{s}"
+        );
+        assert!(s.contains("elements = { fd00:9::/64 }"), "{s}");
+        assert!(
+            s.contains("type filter hook forward priority mangle; policy accept;\n    ip daddr @clamp_v4 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu\n    ip6 daddr @clamp_v6 tcp flags & (syn | rst) == syn tcp option maxseg size set rt mtu\n  }"),
+            "{s}"
+        );
+        assert!(s.ends_with("  }\n}\n"), "{s}");
+        // A v6 clamp does not need a v6 pod range (and no v6 masquerade rule appears).
+        assert!(!s.contains("ip6 saddr"), "{s}");
     }
 }

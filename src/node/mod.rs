@@ -7,7 +7,9 @@
 //!   [`Reconciler`] that applies a plan as a diff against what the kernel holds.
 //! - [`netlink`]: the rtnetlink implementation of the seam.
 //! - [`probe`]: health probe wire format, pure state machine, UDP shells.
-//! - [`cni`], [`masquerade`]: the conflist writer and the nftables masquerade table.
+//! - [`cni`], [`masquerade`]: the conflist writer and the nftables table (masquerade, MSS
+//!   clamping).
+//! - [`underlay_mtu`]: this node's underlay MTU from its own routing table.
 
 pub mod agent;
 pub mod cni;
@@ -20,6 +22,7 @@ pub mod netlink;
 pub mod probe;
 pub mod render;
 pub mod shell;
+pub mod underlay_mtu;
 pub mod wireguard;
 
 pub use dataplane::{Dataplane, Reconciler, RecordingDataplane};

@@ -16,8 +16,9 @@ use crate::core::steering::active_nexthops;
 
 /// Smallest MTU the agent accepts on a link or route (the IPv4 minimum reassembly size).
 pub const MIN_MTU: u32 = 576;
-/// Largest MTU the API allows.
-pub const MAX_MTU: u32 = 9000;
+/// Largest MTU the agent accepts: a link never exceeds its underlay, and nodes publish
+/// underlay MTUs up to this (an AWS jumbo underlay is 9001, loopback-like ones larger).
+pub const MAX_MTU: u32 = crate::core::mtu::MAX_UNDERLAY_MTU;
 
 /// Something in the plan the agent skipped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

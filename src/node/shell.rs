@@ -25,7 +25,7 @@ use super::probe::socket::{ProbeCounters, run_prober, run_responder};
 use super::wireguard::WireGuardDevice;
 use super::wireguard::keys::{self, PrivateKey};
 use super::{cni, masquerade};
-use crate::api::WG_PUBKEY_ANNOTATION;
+use crate::api::{UNDERLAY_MTU_ANNOTATION, WG_PUBKEY_ANNOTATION};
 use crate::cluster::{Cluster, MetadataPatch};
 use crate::controller::store::{Store, spawn_reflectors};
 use crate::core::dataplane::{HEALTH_PROBE_PORT, NodeDataplane};
@@ -51,7 +51,10 @@ pub struct AgentConfig {
     /// How often the cluster is read again (the shell is a periodic relist).
     pub resync: Duration,
     pub metrics_addr: SocketAddr,
+    /// `plan_settings.underlay_mtu` is the MTU assumed for peers that published none.
     pub plan_settings: PlanSettings,
+    /// This node's underlay MTU: `None` detects it ([`super::underlay_mtu`]).
+    pub underlay_mtu: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,7 @@ pub async fn run_with<C: Cluster>(
 
     NetlinkDataplane::enable_forwarding()?;
     let dp = NetlinkDataplane::connect()?;
+    let underlay_mtu = super::underlay_mtu::resolve(dp.handle(), cfg.underlay_mtu).await;
     let wg = WireGuardDevice::ensure(
         dp.handle(),
         &cfg.wireguard_device,
@@ -176,14 +180,15 @@ pub async fn run_with<C: Cluster>(
     let mut dp = dp;
     loop {
         if !published {
-            published = publish_key(&cluster, &cfg.node_name, &key).await;
+            published = publish_key(&cluster, &cfg.node_name, &key, underlay_mtu).await;
         }
         match (store.synced_kinds() >= kinds).then(|| store.with(|o| o.agent_snapshot())) {
             None => {
                 metrics.api_errors.inc();
                 warn!("the cluster has not been read yet; keeping the data plane as it is");
             }
-            Some(snap) => {
+            Some(mut snap) => {
+                snap.set_own_underlay_mtu(&cfg.node_name, underlay_mtu);
                 let own_cidrs = snap
                     .nodes
                     .get(&cfg.node_name)
@@ -226,11 +231,21 @@ pub async fn run_with<C: Cluster>(
     }
 }
 
-async fn publish_key<C: Cluster>(cluster: &C, node: &str, key: &PrivateKey) -> bool {
+/// Publishes the key and the underlay MTU in one write: peers need both to plan their links.
+async fn publish_key<C: Cluster>(
+    cluster: &C,
+    node: &str,
+    key: &PrivateKey,
+    underlay_mtu: u32,
+) -> bool {
     let mut patch = MetadataPatch::default();
     patch
         .annotations
         .insert(WG_PUBKEY_ANNOTATION.to_string(), Some(key.public_base64()));
+    patch.annotations.insert(
+        UNDERLAY_MTU_ANNOTATION.to_string(),
+        Some(underlay_mtu.to_string()),
+    );
     match cluster.patch_metadata::<Node>(None, node, &patch).await {
         Ok(_) => {
             info!(node, "published WireGuard public key");

@@ -127,7 +127,6 @@ impl KubeMode {
                 format!("--wireguard-device={}", spec.wg_dev),
                 format!("--resync-seconds={}", spec.resync.as_secs().max(1)),
                 format!("--metrics-addr={AGENT_METRICS}"),
-                format!("--underlay-mtu={}", spec.underlay_mtu),
                 // The lab's checks read the netlink dataplane's devices and routes.
                 "--dataplane=netlink".to_string(),
             ],

@@ -116,6 +116,8 @@ impl AgentSpec {
                 underlay_mtu: self.underlay_mtu,
                 ..PlanSettings::default()
             },
+            // Detected from the node's eth0 (the site's MTU), as in production.
+            underlay_mtu: None,
         }
     }
 }

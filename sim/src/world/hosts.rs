@@ -21,10 +21,16 @@ impl Run<'_> {
             && !agents.contains(name)
         {
             // A Node without an agent host: its key is published with the Node.
-            obj.metadata.annotations = Some(BTreeMap::from([(
-                unbounded_net::api::WG_PUBKEY_ANNOTATION.to_string(),
-                crate::agent::wireguard_key(name),
-            )]));
+            obj.metadata.annotations = Some(BTreeMap::from([
+                (
+                    unbounded_net::api::WG_PUBKEY_ANNOTATION.to_string(),
+                    crate::agent::wireguard_key(name),
+                ),
+                (
+                    unbounded_net::api::UNDERLAY_MTU_ANNOTATION.to_string(),
+                    self.site_mtu(&n.site).to_string(),
+                ),
+            ]));
             let _ = now(self.cluster.create::<Node>(None, &obj));
             return;
         }
@@ -38,17 +44,21 @@ impl Run<'_> {
             self.sim.bounce(name);
         } else {
             self.registered.insert(name.to_string());
-            // The agent reads its underlay MTU from its own NIC: the site's MTU here.
-            let settings = PlanSettings {
-                underlay_mtu: self.scenario.site(&n.site).map(|s| s.mtu).unwrap_or(1500),
-                ..PlanSettings::default()
-            };
+            // The agent detects its underlay MTU on its own NIC: the site's MTU here. Peers
+            // that have published none yet are assumed to have the default.
+            let settings = PlanSettings::default();
+            let mtu = self.site_mtu(&n.site);
             self.sim.host(name, move || {
-                crate::agent::run(node.clone(), obs.clone(), settings)
+                crate::agent::run(node.clone(), obs.clone(), settings, mtu)
             });
             self.wire_host(name);
         }
         self.joins += 1;
+    }
+
+    /// The MTU of a site's underlay (what its machines' NICs have).
+    fn site_mtu(&self, site: &str) -> u32 {
+        self.scenario.site(site).map(|s| s.mtu).unwrap_or(1500)
     }
 
     pub(super) fn crash_machine(&mut self, name: &str) {

@@ -230,6 +230,7 @@ fn slice_nodes(
             internal_ips: strings(&facts.internal_ips),
             external_ips: strings(&facts.external_ips),
             pod_cidrs: facts.pod_cidrs.iter().map(|c| c.to_string()).collect(),
+            underlay_mtu: facts.underlay_mtu,
         };
         if let Some(nodes) = out.get_mut(site) {
             nodes.insert(name.clone(), node);
