@@ -5,8 +5,6 @@
 //! replica holding the Lease.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use unbounded_scenario::{Event, GatewayTarget};
@@ -154,7 +152,7 @@ pub fn completion(lab: &Lab, acted: &Acted, acted_out: Instant) -> Completion {
     };
     let deadline = acted.at + READY_TIMEOUT;
     loop {
-        if agent_ready(&ns, AGENT_METRICS) {
+        if crate::control::ready::agent_ready(&ns, AGENT_METRICS) {
             return Completion {
                 at: Instant::now(),
                 what: format!("{node} agent ready"),
@@ -173,28 +171,6 @@ pub fn completion(lab: &Lab, acted: &Acted, acted_out: Instant) -> Completion {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// True when the agent in `netns` answers `GET /readyz` with 200.
-// The lab's own probe (`control::ready::agent_ready`) is private to `control`; this is the
-// same request, kept here until that one is shared.
-fn agent_ready(netns: &str, addr: SocketAddr) -> bool {
-    crate::netns::run_in(netns, move || {
-        let t = Duration::from_millis(500);
-        let Ok(mut s) = TcpStream::connect_timeout(&addr, t) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(t));
-        if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut head = [0u8; 32];
-        let n = s.read(&mut head).unwrap_or(0);
-        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200")
-    })
-    .unwrap_or(false)
 }
 
 /// Applies one event. Events the lab cannot act out yet are errors, never skipped silently.

@@ -16,7 +16,7 @@ pub mod cluster_ops;
 mod kube_mode;
 pub mod mgmt;
 pub mod process;
-mod ready;
+pub(crate) mod ready;
 mod replica;
 
 use std::collections::BTreeMap;
